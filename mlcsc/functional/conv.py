@@ -1,0 +1,76 @@
+"""Convolutional synthesis ``DΓ`` and analysis ``Dᵀx`` with exact adjointness.
+
+A convolutional dictionary with filters ``W`` of shape ``(m, c, k, k)`` maps ``m`` code channels
+to ``c`` signal channels. Analysis is the correlation ``conv2d(x, W)``; synthesis is its adjoint,
+``conv_transpose2d(Γ, W)``. With stride ``s > 1`` several signal sizes give the same code size,
+so synthesis takes the signal size it should produce and sets ``output_padding`` to match;
+then ``⟨DΓ, x⟩ = ⟨Γ, Dᵀx⟩`` holds exactly for every stride, padding and image size.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["conv_analysis", "conv_synthesis", "conv_output_size", "conv_transpose_output_size"]
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
+    """Spatial size of ``Dᵀx`` (the code) for a signal of spatial size ``size``."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def conv_transpose_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0
+) -> int:
+    """Smallest signal size whose code has spatial size ``size``."""
+    return (size - 1) * stride - 2 * padding + kernel_size
+
+
+def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
+    """``Dᵀx``: correlate the signal with every filter.
+
+    Shape:
+        x: ``(B, c, H, W)``, weight: ``(m, c, k, k)`` → ``(B, m, H', W')`` with
+        ``H' = ⌊(H + 2p − k)/s⌋ + 1``.
+    """
+    return F.conv2d(x, weight, stride=stride, padding=padding)
+
+
+def conv_synthesis(
+    codes: Tensor,
+    weight: Tensor,
+    stride: int = 1,
+    padding: int = 0,
+    output_size: tuple[int, int] | None = None,
+) -> Tensor:
+    """``DΓ``: place a copy of each filter at every code position, scaled by the code.
+
+    Args:
+        codes: ``(B, m, H', W')``.
+        weight: ``(m, c, k, k)``.
+        output_size: the ``(H, W)`` of the signal to produce. ``None`` gives the smallest size
+            consistent with the code, ``(H' − 1)s − 2p + k``. For the exact adjoint of
+            :func:`conv_analysis` on a signal of size ``(H, W)``, pass that size.
+
+    Shape:
+        ``(B, m, H', W')`` → ``(B, c, H, W)``.
+    """
+    output_padding: tuple[int, int] | int = 0
+    if output_size is not None:
+        kernel = weight.shape[-2:]
+        base = [
+            conv_transpose_output_size(codes.shape[-2 + i], kernel[i], stride, padding)
+            for i in range(2)
+        ]
+        output_padding = tuple(int(output_size[i]) - base[i] for i in range(2))
+        if any(p < 0 or p >= max(stride, 1) for p in output_padding):
+            expected = [(b, b + stride - 1) for b in base]
+            raise ValueError(
+                f"output_size {tuple(output_size)} is not reachable from codes of spatial size "
+                f"{tuple(codes.shape[-2:])} with kernel {tuple(kernel)}, stride {stride}, "
+                f"padding {padding}; expected each side within {expected}"
+            )
+    return F.conv_transpose2d(
+        codes, weight, stride=stride, padding=padding, output_padding=output_padding
+    )

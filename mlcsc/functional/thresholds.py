@@ -1,0 +1,89 @@
+"""Thresholding operators: the proximal maps behind every pursuit.
+
+All three are differentiable almost everywhere in both the input and the threshold, so
+thresholds can be learned by back-propagation.
+
+* hard:  ``H_β(z) = z · 1{|z| > β}``            (proximal map of ``β²/2 · ‖z‖₀``)
+* soft:  ``S_β(z) = sign(z) · max(|z| − β, 0)``  (proximal map of ``β‖z‖₁``)
+* soft-nonnegative: ``S⁺_β(z) = max(z − β, 0)``  (proximal map of ``β‖z‖₁ + 1{z ≥ 0}``);
+  with ``b = −β`` this is ``ReLU(z + b)``, the CNN activation.
+
+A threshold is a scalar (float or 0-d tensor) or a tensor of shape ``(C,)`` holding one value
+per channel; per-channel thresholds apply along dimension 1 (``(B, C, ...)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "THRESHOLD_MODES",
+    "hard_threshold",
+    "soft_threshold",
+    "soft_nonneg_threshold",
+    "threshold",
+]
+
+THRESHOLD_MODES = ("hard", "soft", "soft_nonneg")
+
+
+def _per_channel(beta: Tensor | float, z: Tensor) -> Tensor | float:
+    """Reshape a ``(C,)`` threshold so that it broadcasts over ``z`` of shape ``(B, C, ...)``."""
+    if not isinstance(beta, Tensor) or beta.ndim == 0:
+        return beta
+    if beta.ndim != 1:
+        raise ValueError(
+            f"threshold must be a scalar or a per-channel vector of shape (C,), got shape "
+            f"{tuple(beta.shape)}"
+        )
+    if z.ndim < 2 or z.shape[1] != beta.shape[0]:
+        raise ValueError(
+            f"per-channel threshold of shape {tuple(beta.shape)} needs input with "
+            f"{beta.shape[0]} channels in dimension 1, got input of shape {tuple(z.shape)}"
+        )
+    return beta.view(1, -1, *([1] * (z.ndim - 2)))  # (1, C, 1, ..., 1)
+
+
+def hard_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
+    """Hard thresholding ``z · 1{|z| > β}``.
+
+    Shape:
+        z: ``(B, C, ...)`` or any shape for a scalar β; output has the shape of ``z``.
+    """
+    beta = _per_channel(beta, z)
+    return z * (z.abs() > beta).to(z.dtype)
+
+
+def soft_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
+    """Soft thresholding ``sign(z) · max(|z| − β, 0)``, the proximal map of ``β‖·‖₁``."""
+    beta = _per_channel(beta, z)
+    return torch.sign(z) * torch.relu(z.abs() - beta)
+
+
+def soft_nonneg_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
+    """Soft-nonnegative thresholding ``max(z − β, 0) = ReLU(z − β)``.
+
+    This is the CNN activation with bias ``−β``: layered soft-nonnegative thresholding of
+    ``Dᵀx`` is exactly a convolutional forward pass (Papyan, Romano & Elad 2017).
+    """
+    beta = _per_channel(beta, z)
+    return torch.relu(z - beta)
+
+
+_OPERATORS = {
+    "hard": hard_threshold,
+    "soft": soft_threshold,
+    "soft_nonneg": soft_nonneg_threshold,
+}
+
+
+def threshold(z: Tensor, beta: Tensor | float, mode: str = "soft_nonneg") -> Tensor:
+    """Apply the thresholding operator named by ``mode`` (one of :data:`THRESHOLD_MODES`)."""
+    try:
+        operator = _OPERATORS[mode]
+    except KeyError:
+        raise ValueError(
+            f"unknown threshold mode {mode!r}; expected one of {', '.join(THRESHOLD_MODES)}"
+        ) from None
+    return operator(z, beta)

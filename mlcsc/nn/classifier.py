@@ -1,0 +1,95 @@
+"""A classifier on the deepest ML-CSC code: ``ℓ(Y) = argmax(W·f(Γ_K) + c)``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mlcsc.nn.mlcsc import MLCSC
+
+__all__ = ["MLCSCClassifier", "conv_features"]
+
+
+def conv_features(in_channels: int, specs: Sequence[Sequence[int]]) -> nn.Sequential:
+    """Plain convolutional layers on top of the codes, as in the CIFAR-10 reference.
+
+    Args:
+        in_channels: channels of the deepest code.
+        specs: one ``(out_channels, kernel_size, pool)`` per layer: a ``k×k`` convolution with
+            "same" padding, ReLU, then a 2×2 max-pool when ``pool`` is true.
+    """
+    modules: list[nn.Module] = []
+    channels = in_channels
+    for index, spec in enumerate(specs):
+        if len(spec) != 3:
+            raise ValueError(
+                f"features[{index}] must be (out_channels, kernel_size, pool), got {spec!r}"
+            )
+        out_channels, kernel_size, pool = (int(v) for v in spec)
+        if out_channels < 1 or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(
+                f"features[{index}]: out_channels >= 1 and an odd kernel_size expected, "
+                f"got {spec!r}"
+            )
+        modules += [
+            nn.Conv2d(channels, out_channels, kernel_size, padding=kernel_size // 2),
+            nn.ReLU(inplace=True),
+        ]
+        if pool:
+            modules.append(nn.MaxPool2d(2))
+        channels = out_channels
+    return nn.Sequential(*modules)
+
+
+class MLCSCClassifier(nn.Module):
+    """An ML-CSC encoder followed by a linear classifier on its deepest code.
+
+    Args:
+        encoder: an :class:`~mlcsc.MLCSC` (or any module returning a feature map).
+        num_classes: number of classes.
+        input_size: ``(H, W)`` of the images, to size the linear layer; when omitted the
+            layer is created lazily on the first batch.
+        features: optional module applied to ``Γ_K`` before the linear layer (for example
+            :func:`conv_features`).
+        dropout: dropout probability before the linear layer.
+
+    Shape:
+        ``(B, C, H, W)`` → logits ``(B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        input_size: Sequence[int] | None = None,
+        features: nn.Module | None = None,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.features = features if features is not None else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        if input_size is not None:
+            in_features = self._feature_count(tuple(input_size))
+            self.head: nn.Module = nn.Linear(in_features, num_classes)
+        else:
+            self.head = nn.LazyLinear(num_classes)
+
+    @torch.no_grad()
+    def _feature_count(self, input_size: tuple[int, int]) -> int:
+        if isinstance(self.encoder, MLCSC):
+            shape = self.encoder.code_shape(input_size)
+            probe = torch.zeros(1, *shape)
+            return int(self.features(probe).numel())
+        raise ValueError("input_size can only size the head of an MLCSC encoder")
+
+    def forward(self, x: Tensor) -> Tensor:
+        codes = self.encoder(x)  # (B, m_K, H_K, W_K)
+        return self.head(self.dropout(self.features(codes).flatten(1)))
