@@ -90,6 +90,9 @@ class MLCSCClassifier(nn.Module):
             return int(self.features(probe).numel())
         raise ValueError("input_size can only size the head of an MLCSC encoder")
 
+    def classify(self, gamma_K: Tensor) -> Tensor:
+        """Logits from the deepest code ``(B, m_K, H_K, W_K)``."""
+        return self.head(self.dropout(self.features(gamma_K).flatten(1)))
+
     def forward(self, x: Tensor) -> Tensor:
-        codes = self.encoder(x)  # (B, m_K, H_K, W_K)
-        return self.head(self.dropout(self.features(codes).flatten(1)))
+        return self.classify(self.encoder(x))

@@ -1,0 +1,299 @@
+"""Shared machinery of the data modules: a tensor-backed image dataset, seeded stratified splits,
+argument checks and a :class:`~pytorch_lightning.LightningDataModule` base class that writes the
+dataloader logic once.
+
+Every data module loads its whole data set into memory as float32 tensors once (normalised once)
+and serves samples from them, which is far faster on a few CPU cores than decoding images per
+sample.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from mlcsc.errors import ConfigError
+
+__all__ = [
+    "ImageDataModule",
+    "ImageTensorDataset",
+    "stratified_permutation",
+]
+
+Transform = Callable[[Tensor], Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks: each raises ConfigError naming the argument, what was expected and what came.
+# --------------------------------------------------------------------------------------------
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int, or raise ConfigError unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value``, or raise ConfigError unless it is a bool."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def check_size(name: str, value: Any) -> int | float:
+    """Check a split size: a count (integer >= 0) or a fraction strictly between 0 and 1."""
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, numbers.Integral):
+        if value >= 0:
+            return int(value)
+    elif isinstance(value, numbers.Real) and 0.0 < float(value) < 1.0:
+        return float(value)
+    raise ConfigError(
+        f"{name} must be a count (an integer >= 0) or a fraction in (0, 1), got {value!r}"
+    )
+
+
+def check_root(name: str, value: Any) -> str:
+    """Return a folder argument as a str, or raise ConfigError unless it is a str or path."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a folder path (a string), got {value!r}")
+    return os.fspath(value)
+
+
+def resolve_size(value: int | float, total: int) -> int:
+    """Number of samples a split size means out of ``total``: a count as is, a fraction rounded."""
+    if isinstance(value, float):
+        return int(round(value * total))
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset and split
+# --------------------------------------------------------------------------------------------
+
+
+class ImageTensorDataset(Dataset[tuple[Tensor, Tensor]]):
+    """Images and labels held in memory as tensors, with an optional per-sample transform.
+
+    Args:
+        images: Images, float32 of shape (N, C, H, W).
+        labels: Class labels, int64 of shape (N,).
+        transform: Applied to each (C, H, W) image when it is fetched (e.g. augmentation), or None.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: Transform | None = None) -> None:
+        if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                "images must be (N, C, H, W) and labels (N,) with the same N, got "
+                f"{tuple(images.shape)} and {tuple(labels.shape)}"
+            )
+        self.images = images  # (N, C, H, W)
+        self.labels = labels  # (N,)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image = self.images[index]  # (C, H, W)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index]
+
+
+def stratified_permutation(labels: Tensor, seed: int) -> Tensor:
+    """A seeded permutation of ``range(N)`` whose every prefix is (nearly) class-balanced.
+
+    Each sample gets the key ``(rank + u) / n_c``, where ``rank`` is its position in a random
+    ordering of its class, ``n_c`` the size of its class and ``u`` uniform in [0, 1); sorting by the
+    key interleaves the classes, so the first ``k`` indices hold about ``k * n_c / N`` samples of
+    each class (exactly, when the classes are equally large and ``k`` a multiple of their number).
+    Taking consecutive slices therefore gives stratified splits. The permutation depends only on
+    ``labels`` and ``seed``, never on the global torch random state.
+
+    Args:
+        labels: Class labels, integer tensor of shape (N,).
+        seed: Seed of the private random generator.
+
+    Returns:
+        Indices, int64 of shape (N,).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    keys = torch.empty(labels.shape[0], dtype=torch.float64)  # (N,)
+    for label in torch.unique(labels).tolist():  # sorted, so the draws are reproducible
+        members = (labels == label).nonzero().squeeze(1)  # (n_c,)
+        count = members.shape[0]
+        ranks = torch.randperm(count, generator=generator).to(torch.float64)  # (n_c,)
+        jitter = torch.rand(count, generator=generator, dtype=torch.float64)  # (n_c,)
+        keys[members] = (ranks + jitter) / count
+    return torch.argsort(keys, stable=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Data module base class
+# --------------------------------------------------------------------------------------------
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base class of the image-classification data modules.
+
+    Subclasses set the class attributes and implement :meth:`_load_splits`; this class checks the
+    common arguments, loads the splits once in :meth:`setup` and builds the dataloaders. Batches
+    are ``(images, labels)`` with images float32 of shape (B, C, H, W) and labels int64 of shape
+    (B,).
+
+    Attributes:
+        name: Name of the data set in :data:`mlcsc.data.DATASETS`.
+        in_channels: Number of image channels C.
+        image_size: Image size (H, W).
+        num_classes: Number of classes.
+        classes: Class names, indexed by label.
+        mean: Per-channel mean subtracted when ``normalize`` is true (of pixels scaled to [0, 1]).
+        std: Per-channel standard deviation divided by when ``normalize`` is true.
+        train_dataset: Training split (None before :meth:`setup`).
+        val_dataset: Validation split (None before :meth:`setup`).
+        test_dataset: Test split (None before :meth:`setup`).
+
+    Args:
+        batch_size: Samples per batch, >= 1.
+        num_workers: Dataloader worker processes, >= 0 (0 loads in the main process).
+        seed: Seed of the split (and nothing else), >= 0.
+        normalize: Whether to normalise pixels with ``mean`` and ``std``; otherwise they lie in
+            [0, 1].
+    """
+
+    name: ClassVar[str] = ""
+    in_channels: ClassVar[int]
+    image_size: ClassVar[tuple[int, int]]
+    num_classes: ClassVar[int] = 10
+    classes: ClassVar[tuple[str, ...]]
+    mean: ClassVar[tuple[float, ...]]
+    std: ClassVar[tuple[float, ...]]
+
+    def __init__(self, *, batch_size: int, num_workers: int, seed: int, normalize: bool) -> None:
+        super().__init__()
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.num_workers = check_int("num_workers", num_workers, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.normalize = check_bool("normalize", normalize)
+        self.train_dataset: ImageTensorDataset | None = None
+        self.val_dataset: ImageTensorDataset | None = None
+        self.test_dataset: ImageTensorDataset | None = None
+
+    # ---- to implement -----------------------------------------------------------------------
+
+    def _load_splits(self) -> tuple[ImageTensorDataset, ImageTensorDataset, ImageTensorDataset]:
+        """Load the data and return the (train, val, test) datasets."""
+        raise NotImplementedError
+
+    # ---- pixels ------------------------------------------------------------------------------
+
+    def _channel_stats(self) -> tuple[Tensor, Tensor]:
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)  # (C, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)  # (C, 1, 1)
+        return mean, std
+
+    def to_model_input(self, images: Tensor) -> Tensor:
+        """Turn raw pixels in [0, 255] into float32 model inputs (scaled, maybe normalised).
+
+        Args:
+            images: Pixels of shape (N, C, H, W), any real dtype, values in [0, 255].
+
+        Returns:
+            float32 (N, C, H, W): in [0, 1], or normalised with ``mean``/``std``.
+        """
+        out = images.to(torch.float32).div_(255.0)  # (N, C, H, W), a new tensor
+        if self.normalize:
+            mean, std = self._channel_stats()
+            out.sub_(mean).div_(std)
+        return out
+
+    def unnormalize(self, images: Tensor) -> Tensor:
+        """Undo the normalisation: map model inputs back to pixels in [0, 1].
+
+        Args:
+            images: Model inputs of shape (..., C, H, W).
+
+        Returns:
+            Tensor of the same shape with pixels in [0, 1] (unchanged if ``normalize`` is false).
+        """
+        if not self.normalize:
+            return images
+        mean, std = self._channel_stats()
+        return images * std.to(images) + mean.to(images)
+
+    def black_value(self) -> Tensor:
+        """Model-input value of a black pixel per channel, float32 (C,): padding for crops."""
+        if not self.normalize:
+            return torch.zeros(self.in_channels)
+        mean, std = self._channel_stats()
+        return (-mean / std).view(-1)
+
+    def _subset(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        indices: Tensor,
+        transform: Transform | None = None,
+    ) -> ImageTensorDataset:
+        """A split: the raw images (N, C, H, W) in [0, 255] and labels (N,) at ``indices`` (n,),
+        converted once to float32 model inputs."""
+        return ImageTensorDataset(
+            self.to_model_input(images[indices]),  # (n, C, H, W)
+            labels[indices].to(torch.int64),  # (n,)
+            transform,
+        )
+
+    # ---- LightningDataModule -----------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the data and build the splits (once; later calls do nothing).
+
+        Args:
+            stage: Lightning's stage ("fit", "validate", "test", "predict") or None; all splits
+                are built whatever the stage.
+        """
+        if self.train_dataset is None:
+            self.train_dataset, self.val_dataset, self.test_dataset = self._load_splits()
+
+    def _split(self, split: str) -> ImageTensorDataset:
+        self.setup()
+        dataset = {"train": self.train_dataset, "val": self.val_dataset, "test": self.test_dataset}
+        assert dataset[split] is not None
+        return dataset[split]
+
+    def train_dataloader(self) -> DataLoader:
+        """Training batches, reshuffled every epoch (with the global torch random state)."""
+        return self._loader(self._split("train"), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in a fixed order."""
+        return self._loader(self._split("val"), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches in a fixed order."""
+        return self._loader(self._split("test"), shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test batches, for ``Trainer.predict``."""
+        return self.test_dataloader()
+
+    def _loader(self, dataset: ImageTensorDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

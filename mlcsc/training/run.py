@@ -1,0 +1,278 @@
+"""``train(cfg)`` and ``evaluate(cfg)``: what ``train.py`` and ``evaluate.py`` run.
+
+Kept apart from the ``@hydra.main`` shims so that tests (and notebooks) can call them with a
+composed configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from mlcsc.data import make_datamodule
+from mlcsc.errors import CheckpointError, ConfigError, MLCSCError
+from mlcsc.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from mlcsc.training.classification import ClassificationModule, build_classifier
+
+__all__ = ["train", "evaluate", "run_cli", "format_summary"]
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "tensorboard"
+
+
+def _container(config: Any) -> Any:
+    if isinstance(config, DictConfig) or OmegaConf.is_config(config):
+        return OmegaConf.to_container(config, resolve=True)
+    return config
+
+
+def _datamodule(data: Mapping[str, Any]):
+    options = dict(data)
+    name = options.pop("name", None)
+    return make_datamodule(name, **options)
+
+
+def _resolve_resume(ckpt_path: str | None, output_root: Path) -> Path | None:
+    """``None``, an explicit checkpoint, or ``last``: the newest ``last.ckpt`` of this run name."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        candidates = sorted(
+            output_root.glob(f"*/{CHECKPOINT_DIR}/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise CheckpointError(
+                f"ckpt_path=last: no {CHECKPOINT_DIR}/last.ckpt under {output_root}; "
+                "train once without ckpt_path first"
+            )
+        return candidates[-1]
+    path = Path(ckpt_path)
+    load_checkpoint(path)  # fail early, with the path, when missing or corrupted
+    return path
+
+
+def _trainer_options(trainer: Mapping[str, Any]) -> dict:
+    options = dict(trainer)
+    for key in ("callbacks", "logger", "plugins", "default_root_dir"):
+        options.pop(key, None)
+    return options
+
+
+def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Train an ML-CSC classifier, keep best and last checkpoints, test the best one.
+
+    Everything is validated before any training starts: the data set name, the model
+    (pursuit, n_iter, layer specs, thresholds) against the data's image size and channels, the
+    optimizer and the checkpoint to resume from.
+
+    Returns:
+        the summary: test metrics, per-layer sparsity, wall time, checkpoint and log folders.
+    """
+    start = time.perf_counter()
+    config = _container(cfg)
+    pl.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
+    datamodule = _datamodule(config["data"])
+    input_size = tuple(datamodule.image_size)
+    module = ClassificationModule(
+        model=config["model"],
+        in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes,
+        input_size=input_size,
+        optimizer=config["optimizer"],
+        scheduler=config.get("scheduler"),
+        image_every_n_epochs=int(config.get("image_every_n_epochs", 1)),
+        data=config["data"],
+    )
+    _check_optimizer(module)
+
+    output_root = Path(config.get("output_root", "outputs")) / str(config.get("run_name", "run"))
+    resume = _resolve_resume(config.get("ckpt_path"), output_root)
+    run_dir = resume.parent.parent if resume is not None else Path(config["run_dir"])
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
+
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor="val/acc",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+    )
+    callbacks: list = [checkpoint]
+    loggers: list = []
+    if (config.get("logger") or {}).get("tensorboard", False):
+        logger = TensorBoardLogger(save_dir=str(run_dir), name=LOG_DIR, version="")
+        loggers.append(logger)
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = pl.Trainer(
+        **_trainer_options(config.get("trainer", {})),
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if trainer.fast_dev_run:
+        best = None  # fast_dev_run saves no checkpoints: test the weights in memory
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    summary = _summary(
+        results[0] if results else {},
+        module.encoder,
+        wall_time=time.perf_counter() - start,
+        checkpoint=best or checkpoint.last_model_path or None,
+        log_dir=str(run_dir / LOG_DIR) if loggers else None,
+        split="test",
+    )
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def _check_optimizer(module: ClassificationModule) -> None:
+    from mlcsc.training.optim import build_optimizer, build_scheduler
+
+    optimizer = build_optimizer(module.parameters(), module.optimizer_config)
+    build_scheduler(optimizer, module.scheduler_config, 1)
+
+
+def evaluate(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate a checkpoint on a split of its data set (or of another data set).
+
+    Config keys: ``ckpt`` (path), ``split`` (``test``, ``val`` or ``train``), optional
+    ``n_iter`` (unroll the pursuit a different number of times than in training), optional
+    ``data`` (evaluate on another data set; default the one the checkpoint was trained on).
+    """
+    start = time.perf_counter()
+    config = _container(cfg)
+    ckpt = config.get("ckpt")
+    if not ckpt:
+        raise ConfigError("evaluate needs a checkpoint: ckpt=path/to/file.ckpt")
+    split = config.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"unknown split {split!r}; expected one of train, val, test")
+    checkpoint = load_checkpoint(ckpt)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if "model" not in hparams:
+        raise CheckpointError(f"not an mlcsc classification checkpoint (no model config): {ckpt}")
+    data_config = config.get("data") or hparams.get("data")
+    if not data_config:
+        raise ConfigError("the checkpoint records no data set; choose one with data=<name>")
+    datamodule = _datamodule(data_config)
+    module = ClassificationModule(**hparams)
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {ckpt} does not match its model: {first}") from None
+    n_iter = config.get("n_iter")
+    if n_iter is not None:
+        try:
+            module.encoder.n_iter = n_iter
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    # the data set must fit the architecture the checkpoint was trained with
+    build_classifier(
+        hparams["model"], datamodule.in_channels, datamodule.num_classes, datamodule.image_size
+    )
+    trainer = pl.Trainer(
+        **_trainer_options(config.get("trainer", {})), logger=False, enable_checkpointing=False
+    )
+    datamodule.setup("fit" if split != "test" else "test")
+    loader = {
+        "train": datamodule.train_dataloader,
+        "val": datamodule.val_dataloader,
+        "test": datamodule.test_dataloader,
+    }[split]()
+    results = trainer.test(module, dataloaders=loader, verbose=False)
+    summary = _summary(
+        results[0] if results else {},
+        module.encoder,
+        wall_time=time.perf_counter() - start,
+        checkpoint=str(ckpt),
+        log_dir=None,
+        split=split,
+    )
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def _summary(metrics, encoder, wall_time, checkpoint, log_dir, split) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in metrics.items()}
+    layers = []
+    for j in range(1, encoder.num_layers + 1):
+        layers.append(
+            {
+                "layer": j,
+                "zeros_pct": metrics.get(f"test/sparsity/layer{j}_zeros_pct"),
+                "nnz": metrics.get(f"test/sparsity/layer{j}_nnz"),
+            }
+        )
+    return {
+        "split": split,
+        "accuracy": metrics.get("test/acc"),
+        "loss": metrics.get("test/loss"),
+        "reconstruction_error": metrics.get("test/reconstruction/relative_error"),
+        "sparsity": layers,
+        "pursuit": encoder.pursuit,
+        "n_iter": encoder.n_iter,
+        "wall_time_s": wall_time,
+        "checkpoint": checkpoint,
+        "log_dir": log_dir,
+    }
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The summary printed at the end of ``train.py`` and ``evaluate.py``."""
+
+    def number(value, fmt):
+        return format(value, fmt) if value is not None else "n/a"
+
+    accuracy = summary.get("accuracy")
+    lines = [
+        "",
+        "=" * 64,
+        f"mlcsc summary ({summary['pursuit']}, n_iter={summary['n_iter']})",
+        f"  {summary['split']} accuracy : "
+        + (f"{100 * accuracy:.2f} %" if accuracy is not None else "n/a"),
+        f"  {summary['split']} loss     : {number(summary.get('loss'), '.4f')}",
+        "  code sparsity (% zeros, mean nnz per sample):",
+    ]
+    for layer in summary["sparsity"]:
+        lines.append(
+            f"    Γ{layer['layer']}: {number(layer['zeros_pct'], '.2f')} % zeros, "
+            f"{number(layer['nnz'], '.1f')} nnz"
+        )
+    lines += [
+        f"  relative reconstruction error ‖x − D₁⋯D_KΓ_K‖/‖x‖ : "
+        f"{number(summary.get('reconstruction_error'), '.3f')}",
+        f"  wall time  : {summary['wall_time_s']:.1f} s",
+        f"  checkpoint : {summary['checkpoint'] or 'none saved'}",
+    ]
+    if summary.get("log_dir"):
+        lines.append(f"  TensorBoard: tensorboard --logdir {summary['log_dir']}")
+    lines.append("=" * 64)
+    return "\n".join(lines)
+
+
+def run_cli(function: Callable[[Any], Any], cfg: DictConfig) -> Any:
+    """Run ``function(cfg)``; report an :class:`MLCSCError` as one line and exit with status 2."""
+    try:
+        return function(cfg)
+    except MLCSCError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the last complete checkpoint is kept; resume with ckpt_path=last",
+            file=sys.stderr,
+        )
+        sys.exit(130)
