@@ -13,6 +13,7 @@ from mlcsc.functional.thresholds import (
     soft_nonneg_threshold,
     soft_threshold,
     threshold,
+    weighted_l1,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "soft_nonneg_threshold",
     "soft_threshold",
     "threshold",
+    "weighted_l1",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "soft_threshold",
     "soft_nonneg_threshold",
     "threshold",
+    "weighted_l1",
 ]
 
 THRESHOLD_MODES = ("hard", "soft", "soft_nonneg")
@@ -87,3 +88,12 @@ def threshold(z: Tensor, beta: Tensor | float, mode: str = "soft_nonneg") -> Ten
             f"unknown threshold mode {mode!r}; expected one of {', '.join(THRESHOLD_MODES)}"
         ) from None
     return operator(z, beta)
+
+
+def weighted_l1(codes: Tensor, weight: Tensor | float) -> Tensor:
+    """Per-signal weighted ℓ1 norm ``Σ_c β_c ‖codes[:, c]‖₁`` (or ``β‖codes‖₁`` for a scalar).
+
+    Shape:
+        codes ``(B, C, ...)``, weight scalar or ``(C,)`` → ``(B,)``.
+    """
+    return (codes.abs() * _per_channel(weight, codes)).flatten(1).sum(1)

@@ -8,6 +8,7 @@ so the pursuit can be trained end to end (Sulam, Aberdam, Beck & Elad 2019).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -27,15 +28,16 @@ MAX_RELATIVE_STEP = 1.99
 
 
 def _parse_layer(index: int, spec) -> LayerSpec:
-    try:
-        values = [int(v) for v in spec]
-        if any(float(v) != int(v) for v in spec):
-            raise ValueError
-    except (TypeError, ValueError):
+    integral = isinstance(spec, Sequence) and not isinstance(spec, (str, bytes))
+    integral = integral and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in spec
+    )
+    if not integral:
         raise ValueError(
             f"layers[{index}] must be (num_atoms, kernel_size[, stride[, padding]]) integers, "
             f"got {spec!r}"
-        ) from None
+        )
+    values = [int(v) for v in spec]
     if not 2 <= len(values) <= 4:
         raise ValueError(
             f"layers[{index}] must be (num_atoms, kernel_size[, stride[, padding]]), got {spec!r}"

@@ -10,7 +10,13 @@ iteration first rebuilds the intermediate codes from it, ``Γ̂_{K−1} = D_KΓ_
 ``Γ̂₁ = D₂Γ̂₂``, then takes one proximal-gradient step per layer from the input upward:
 
     Γ₁ ← T_{c₁β₁}(Γ̂₁ − c₁D₁ᵀ(D₁Γ̂₁ − Y)),
-    Γ_j ← T_{c_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1})),   j = 2…K.
+    Γ_j ← T_{c₁⋯c_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1})),   j = 2…K.
+
+The threshold of layer ``j`` carries the compound step ``c₁⋯c_j``: with ``β₁ = 0`` the layer-2
+update is exactly an ISTA step of size ``c₁c₂`` on ``½‖Y − D₁D₂Γ₂‖² + β₂‖Γ₂‖₁`` (in the paper's
+notation ``μ = c₁`` and ``t = c₁c₂``). With ``β₁ > 0`` the first-layer step is a forward-backward
+step rather than an exact proximal map, so the fixed point approximates the ML-BP minimiser;
+the paper analyses ML-ISTA as a proximal-gradient method on a smoothed objective.
 
 It starts from the forward pass (layered thresholding), so ``n_iter = 0`` is the CNN. ML-FISTA
 adds Nesterov momentum on ``Γ_K``; ML-LISTA unties the analysis operators ``D_jᵀ`` from the
@@ -19,11 +25,13 @@ synthesis dictionaries (learned ``B_jᵀ`` in their place).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 from torch import Tensor
 
+from mlcsc.functional import weighted_l1
 from mlcsc.pursuit.layered import layered_thresholding
 from mlcsc.pursuit.proximal import proximal_gradient_step
 from mlcsc.pursuit.registry import register_pursuit
@@ -48,6 +56,7 @@ def _multilayer_iterations(
         for dictionary, signal in zip(dictionaries, [x, *codes[:-1]], strict=True)
     ]
     deepest = len(dictionaries) - 1
+    compound = list(itertools.accumulate(steps, lambda a, b: a * b))  # c₁⋯c_j
     gamma = codes[-1]
     point, t = gamma, 1.0
     for _ in range(n_iter):
@@ -59,8 +68,17 @@ def _multilayer_iterations(
         signal = x
         codes = []
         for j, dictionary in enumerate(dictionaries):
+            # the layer-j gradient step acts on Γ_K with the compound step c₁⋯c_j, so its
+            # ℓ1 threshold is c₁⋯c_j·β_j (Sulam et al. 2019: t·λ_j with t = c₁⋯c_j)
             signal = proximal_gradient_step(
-                dictionary, rebuilt[j], signal, steps[j], thresholds[j], mode, analysis[j]
+                dictionary,
+                rebuilt[j],
+                signal,
+                steps[j],
+                thresholds[j],
+                mode,
+                analysis[j],
+                threshold_step=compound[j],
             )
             codes.append(signal)
         new = codes[-1]
@@ -133,12 +151,6 @@ def multilayer_bp_objective(
     penalty = 0.0
     current = gamma
     for j in range(len(dictionaries) - 1, -1, -1):
-        beta = thresholds[j]
-        weighted = current.abs()
-        if isinstance(beta, Tensor) and beta.ndim == 1:
-            weighted = weighted * beta.view(1, -1, *([1] * (current.ndim - 2)))
-        else:
-            weighted = weighted * beta
-        penalty = penalty + weighted.flatten(1).sum(1)
+        penalty = penalty + weighted_l1(current, thresholds[j])
         current = dictionaries[j].synthesize(current, sizes[j])
     return 0.5 * (x - current).flatten(1).pow(2).sum(1) + penalty

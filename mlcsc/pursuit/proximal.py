@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from mlcsc.functional import threshold
+from mlcsc.functional import threshold, weighted_l1
 
 __all__ = ["proximal_gradient_step", "ista", "fista", "bp_objective"]
 
@@ -35,6 +35,7 @@ def proximal_gradient_step(
     lam: Tensor | float,
     mode: str = "soft",
     analysis=None,
+    threshold_step: Tensor | float | None = None,
 ) -> Tensor:
     """One ISTA step ``T_{c·λ}(Γ − c·Bᵀ(DΓ − y))`` with ``B = D`` unless ``analysis`` is given.
 
@@ -46,10 +47,13 @@ def proximal_gradient_step(
         lam: ℓ1 weight ``λ`` (scalar, or one value per code channel).
         mode: thresholding operator (``"soft"``, ``"soft_nonneg"`` or ``"hard"``).
         analysis: optional analysis dictionary ``B`` (untied weights, as in LISTA).
+        threshold_step: the step that scales the threshold when it differs from ``step``
+            (the compound step of a deeper layer in ML-ISTA).
     """
     residual = dictionary.residual(codes, y)  # DΓ − y, shaped like y
     gradient = (analysis or dictionary).analyze(residual)  # shaped like codes
-    return threshold(codes - step * gradient, _scale(step, lam), mode)
+    scale = step if threshold_step is None else threshold_step
+    return threshold(codes - step * gradient, _scale(scale, lam), mode)
 
 
 def _scale(step: Tensor | float, lam: Tensor | float) -> Tensor | float:
@@ -58,10 +62,10 @@ def _scale(step: Tensor | float, lam: Tensor | float) -> Tensor | float:
     return step * lam
 
 
-def bp_objective(dictionary, codes: Tensor, y: Tensor, lam: float) -> Tensor:
-    """Per-signal objective ``½‖y − DΓ‖₂² + λ‖Γ‖₁``, shape ``(B,)``."""
+def bp_objective(dictionary, codes: Tensor, y: Tensor, lam: float | Tensor) -> Tensor:
+    """Per-signal objective ``½‖y − DΓ‖₂² + λ‖Γ‖₁``, shape ``(B,)``; λ scalar or per atom."""
     residual = dictionary.residual(codes, y)
-    return 0.5 * residual.flatten(1).pow(2).sum(1) + lam * codes.flatten(1).abs().sum(1)
+    return 0.5 * residual.flatten(1).pow(2).sum(1) + weighted_l1(codes, lam)
 
 
 def _validate(dictionary, y: Tensor, lam, max_iter: int, tol: float) -> None:
