@@ -268,6 +268,17 @@ def test_cli_trains_prints_the_summary_and_reports_errors_in_one_line(tmp_path):
     assert bad.stderr.strip().startswith("error:") and "n_iter" in bad.stderr
     assert "Traceback" not in bad.stderr
 
+    no_data = subprocess.run(
+        [*command, "data=mnist", f"data.root={tmp_path / 'empty'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert no_data.returncode == 2 and "Traceback" not in no_data.stderr
+    message = no_data.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: MNIST data not found in") and "data=mnist5k" in message
+
     missing = subprocess.run(
         [sys.executable, str(ROOT / "evaluate.py"), f"ckpt={tmp_path / 'gone.ckpt'}"],
         capture_output=True,

@@ -60,7 +60,7 @@ def _resolve_resume(ckpt_path: str | None, output_root: Path) -> Path | None:
 
 
 def _trainer_options(trainer: Mapping[str, Any]) -> dict:
-    options = dict(trainer)
+    options = {key: value for key, value in dict(trainer).items() if value is not None}
     for key in ("callbacks", "logger", "plugins", "default_root_dir"):
         options.pop(key, None)
     return options
