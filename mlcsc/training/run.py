@@ -22,7 +22,7 @@ from mlcsc.errors import CheckpointError, ConfigError, MLCSCError
 from mlcsc.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from mlcsc.training.classification import ClassificationModule, build_classifier
 
-__all__ = ["train", "evaluate", "run_cli", "format_summary"]
+__all__ = ["train", "evaluate", "robustness", "run_cli", "format_summary"]
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "tensorboard"
@@ -144,47 +144,41 @@ def _check_optimizer(module: ClassificationModule) -> None:
     build_scheduler(optimizer, module.scheduler_config, 1)
 
 
-def evaluate(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """Evaluate a checkpoint on a split of its data set (or of another data set).
-
-    Config keys: ``ckpt`` (path), ``split`` (``test``, ``val`` or ``train``), optional
-    ``n_iter`` (unroll the pursuit a different number of times than in training), optional
-    ``data`` (evaluate on another data set; default the one the checkpoint was trained on).
-    """
-    start = time.perf_counter()
-    config = _container(cfg)
-    ckpt = config.get("ckpt")
-    if not ckpt:
-        raise ConfigError("evaluate needs a checkpoint: ckpt=path/to/file.ckpt")
-    split = config.get("split", "test")
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"unknown split {split!r}; expected one of train, val, test")
+def _load_module(ckpt: str, n_iter: int | None = None) -> ClassificationModule:
+    """Rebuild a trained classifier from its checkpoint (safely loaded), optionally re-unrolled."""
     checkpoint = load_checkpoint(ckpt)
     hparams = checkpoint.get("hyper_parameters") or {}
     if "model" not in hparams:
         raise CheckpointError(f"not an mlcsc classification checkpoint (no model config): {ckpt}")
-    data_config = config.get("data") or hparams.get("data")
-    if not data_config:
-        raise ConfigError("the checkpoint records no data set; choose one with data=<name>")
-    datamodule = _datamodule(data_config)
     module = ClassificationModule(**hparams)
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {ckpt} does not match its model: {first}") from None
-    n_iter = config.get("n_iter")
     if n_iter is not None:
         try:
             module.encoder.n_iter = n_iter
         except ValueError as error:
             raise ConfigError(str(error)) from None
+    return module.eval()
+
+
+def _evaluation_data(config: Mapping[str, Any], module: ClassificationModule):
+    """The data module to evaluate on (``data=…`` or the checkpoint's own) and the split loader."""
+    split = config.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"unknown split {split!r}; expected one of train, val, test")
+    data_config = config.get("data") or module.hparams.get("data")
+    if not data_config:
+        raise ConfigError("the checkpoint records no data set; choose one with data=<name>")
+    datamodule = _datamodule(data_config)
     # the data set must fit the architecture the checkpoint was trained with
     build_classifier(
-        hparams["model"], datamodule.in_channels, datamodule.num_classes, datamodule.image_size
-    )
-    trainer = pl.Trainer(
-        **_trainer_options(config.get("trainer", {})), logger=False, enable_checkpointing=False
+        module.hparams["model"],
+        datamodule.in_channels,
+        datamodule.num_classes,
+        datamodule.image_size,
     )
     datamodule.setup("fit" if split != "test" else "test")
     loader = {
@@ -192,6 +186,35 @@ def evaluate(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "val": datamodule.val_dataloader,
         "test": datamodule.test_dataloader,
     }[split]()
+    return datamodule, loader
+
+
+def evaluate(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate a checkpoint on a split of its data set (or of another data set).
+
+    Config keys: ``ckpt`` (path), ``split`` (``test``, ``val`` or ``train``), optional
+    ``n_iter`` (unroll the pursuit a different number of times than in training), optional
+    ``data`` (evaluate on another data set; default the one the checkpoint was trained on),
+    ``mode`` (``accuracy``, or ``robustness``: see :func:`robustness`).
+    """
+    config = _container(cfg)
+    mode = config.get("mode", "accuracy")
+    if mode == "robustness":
+        return robustness(config)
+    if mode != "accuracy":
+        raise ConfigError(f"unknown mode {mode!r}; expected one of accuracy, robustness")
+    start = time.perf_counter()
+    ckpt = config.get("ckpt")
+    if not ckpt:
+        raise ConfigError("evaluate needs a checkpoint: ckpt=path/to/file.ckpt")
+    split = config.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"unknown split {split!r}; expected one of train, val, test")
+    module = _load_module(ckpt, config.get("n_iter"))
+    _, loader = _evaluation_data(config, module)
+    trainer = pl.Trainer(
+        **_trainer_options(config.get("trainer", {})), logger=False, enable_checkpointing=False
+    )
     results = trainer.test(module, dataloaders=loader, verbose=False)
     summary = _summary(
         results[0] if results else {},
@@ -203,6 +226,79 @@ def evaluate(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     )
     print(format_summary(summary), flush=True)
     return summary
+
+
+def robustness(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Accuracy of several checkpoints under Gaussian noise and FGSM / PGD attacks.
+
+    Config keys (``evaluate.py mode=robustness``): ``robustness.ckpts`` (list of checkpoints,
+    default ``[ckpt]``), ``robustness.noise_sigmas``, ``robustness.epsilons`` (pixel-space
+    budgets in [0, 1]), ``robustness.attacks``, ``robustness.pgd_steps``,
+    ``robustness.max_samples``, ``robustness.output_dir``; ``split``, ``n_iter`` and ``data`` as
+    in :func:`evaluate`. Every checkpoint is loaded before any work starts.
+
+    Returns:
+        ``{"rows": [...], "csv": path, "plot": path}``; prints the table.
+    """
+    from mlcsc.training.robustness import (
+        PixelSpaceModel,
+        format_robustness_table,
+        plot_robustness,
+        robustness_curves,
+        write_robustness_csv,
+    )
+
+    start = time.perf_counter()
+    config = _container(cfg)
+    options = dict(config.get("robustness") or {})
+    ckpts = list(options.get("ckpts") or ([config["ckpt"]] if config.get("ckpt") else []))
+    if not ckpts:
+        raise ConfigError("robustness needs checkpoints: robustness.ckpts=[a.ckpt,b.ckpt] or ckpt=")
+    max_samples = int(options.get("max_samples", 1000))
+    if max_samples < 1:
+        raise ConfigError(f"robustness.max_samples must be >= 1, got {max_samples}")
+    for path in ckpts:  # all present and readable before any work starts
+        load_checkpoint(path)
+    modules = {}
+    for path in ckpts:
+        module = _load_module(path, config.get("n_iter"))
+        label = f"{module.encoder.pursuit} (T={module.encoder.n_iter})"
+        if label in modules:
+            label = f"{label} {Path(path).stem}"
+        modules[label] = module
+    datamodule, loader = _evaluation_data(config, next(iter(modules.values())))
+    mean = datamodule.mean if datamodule.normalize else None
+    std = datamodule.std if datamodule.normalize else None
+    models = {name: PixelSpaceModel(m.net, mean, std).eval() for name, m in modules.items()}
+    batches, taken = [], 0
+    for images, labels in loader:
+        images, labels = images[: max_samples - taken], labels[: max_samples - taken]
+        batches.append((datamodule.unnormalize(images).clamp(0.0, 1.0), labels))
+        taken += labels.numel()
+        if taken >= max_samples:
+            break
+    try:
+        rows = robustness_curves(
+            models,
+            batches,
+            noise_sigmas=options.get("noise_sigmas", [0.0, 0.1, 0.2, 0.3]),
+            epsilons=options.get("epsilons", [0.0, 0.05, 0.1, 0.2]),
+            attacks=options.get("attacks", ["noise", "fgsm", "pgd"]),
+            pgd_steps=int(options.get("pgd_steps", 10)),
+            seed=int(config.get("seed", 0)),
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    output_dir = Path(options.get("output_dir") or ".")
+    csv_path = write_robustness_csv(rows, output_dir / "robustness.csv")
+    plot_path = plot_robustness(rows, output_dir / "robustness.png")
+    print(format_robustness_table(rows), flush=True)
+    print(
+        f"  {taken} samples, {time.perf_counter() - start:.1f} s; table: {csv_path}, "
+        f"plot: {plot_path}",
+        flush=True,
+    )
+    return {"rows": rows, "csv": str(csv_path), "plot": str(plot_path)}
 
 
 def _summary(metrics, encoder, wall_time, checkpoint, log_dir, split) -> dict[str, Any]:
