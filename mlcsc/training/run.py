@@ -289,7 +289,7 @@ def robustness(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    output_dir = Path(options.get("output_dir") or ".")
+    output_dir = Path(options.get("output_dir") or _hydra_output_dir() or ".")
     csv_path = write_robustness_csv(rows, output_dir / "robustness.csv")
     plot_path = plot_robustness(rows, output_dir / "robustness.png")
     print(format_robustness_table(rows), flush=True)
@@ -299,6 +299,12 @@ def robustness(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         flush=True,
     )
     return {"rows": rows, "csv": str(csv_path), "plot": str(plot_path)}
+
+
+def _hydra_output_dir() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
 
 def _summary(metrics, encoder, wall_time, checkpoint, log_dir, split) -> dict[str, Any]:
