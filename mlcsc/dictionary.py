@@ -128,6 +128,14 @@ class Dictionary(nn.Module):
     def _scale_atoms_(self, scale: Tensor) -> None:
         raise NotImplementedError
 
+    def mutual_coherence(self) -> Tensor:
+        """``μ(D)``: the largest normalised inner product of two distinct atoms (for a
+        convolutional dictionary, over all atom pairs and all shifts on the code grid); see
+        :func:`mlcsc.theory.mutual_coherence`."""
+        from mlcsc.theory.coherence import mutual_coherence
+
+        return mutual_coherence(self)
+
 
 class DenseDictionary(Dictionary):
     """A Sparseland dictionary: an ``n × m`` matrix whose columns are the atoms.
@@ -177,12 +185,6 @@ class DenseDictionary(Dictionary):
     def lipschitz(self, input_size=None, n_iter: int = 100, tol: float = 1e-7, warm_start=True):
         """``‖D‖₂²`` computed exactly from the largest singular value."""
         return torch.linalg.matrix_norm(self.weight.detach(), ord=2) ** 2
-
-    def mutual_coherence(self) -> Tensor:
-        """``μ(D) = max_{i≠j} |d_iᵀd_j| / (‖d_i‖‖d_j‖)``."""
-        from mlcsc.theory.coherence import mutual_coherence
-
-        return mutual_coherence(self)
 
     def extra_repr(self) -> str:
         return f"signal_dim={self.signal_dim}, num_atoms={self.num_atoms}"
