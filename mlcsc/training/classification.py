@@ -182,7 +182,7 @@ class ClassificationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.parameters(), self.optimizer_config)
-        max_epochs = self.trainer.max_epochs if self.trainer is not None else 1
+        max_epochs = self._trainer.max_epochs if self._trainer is not None else 1
         scheduler = build_scheduler(optimizer, self.scheduler_config, max_epochs or 1)
         if scheduler is None:
             return optimizer

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["atom_grid", "save_png"]
+__all__ = ["atom_grid", "save_png", "save_dictionary_figures"]
 
 
 def atom_grid(atoms: Tensor, max_atoms: int = 64, padding: int = 1) -> Tensor:
@@ -53,3 +53,61 @@ def save_png(image: Tensor, path: str | Path, scale: int = 4) -> Path:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     picture.save(path)
     return path
+
+
+def save_dictionary_figures(encoder, sample: Tensor, folder: str | Path) -> dict[str, Path]:
+    """Write the lecture's figures of a learned ML-CSC model as PNG files.
+
+    * ``atoms_layer1.png``: the atoms of ``D₁``;
+    * ``effective_atoms_layer{i}.png``: the atoms of ``D₁⋯D_i`` ("atoms → molecules");
+    * ``pursuit.png``: one input and the codes of every layer found by the pursuit (the
+      largest activation over channels at each position), titled with % zeros and nnz.
+
+    Args:
+        encoder: an :class:`~mlcsc.MLCSC`.
+        sample: one input ``(C, H, W)`` or ``(1, C, H, W)``.
+        folder: where to write the files.
+
+    Returns:
+        name → path of every file written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    paths = {
+        "atoms_layer1": save_png(
+            atom_grid(encoder.dictionaries[0].weight), folder / "atoms_layer1.png"
+        )
+    }
+    for i in range(1, encoder.num_layers + 1):
+        name = f"effective_atoms_layer{i}"
+        paths[name] = save_png(atom_grid(encoder.effective_atoms(i)), folder / f"{name}.png", 2)
+    sample = sample if sample.ndim == 4 else sample.unsqueeze(0)
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        codes = encoder(sample, return_all=True)
+    encoder.train(was_training)
+    figure, axes = plt.subplots(1, len(codes) + 1, figsize=(3.2 * (len(codes) + 1), 3.4))
+    axes[0].imshow(sample[0].detach().float().mean(0).cpu(), cmap="gray")
+    axes[0].set_title("input")
+    for j, code in enumerate(codes, start=1):
+        nonzero = int((code != 0).sum())
+        zeros = 100.0 * (1.0 - nonzero / code.numel())
+        if code.shape[-1] * code.shape[-2] == 1:  # one position: show the channel activations
+            axes[j].stem(code[0].detach().flatten().float().cpu().numpy(), markerfmt=" ")
+        else:  # the largest activation over channels at every position
+            axes[j].imshow(code[0].detach().abs().amax(0).float().cpu(), cmap="viridis")
+        axes[j].set_title(f"Γ{j}: {zeros:.2f} % zeros, {nonzero} nnz", fontsize=9)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths["pursuit"] = folder / "pursuit.png"
+    figure.savefig(paths["pursuit"], dpi=110)
+    plt.close(figure)
+    return paths

@@ -80,17 +80,8 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     config = _container(cfg)
     pl.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
     datamodule = _datamodule(config["data"])
-    input_size = tuple(datamodule.image_size)
-    module = ClassificationModule(
-        model=config["model"],
-        in_channels=datamodule.in_channels,
-        num_classes=datamodule.num_classes,
-        input_size=input_size,
-        optimizer=config["optimizer"],
-        scheduler=config.get("scheduler"),
-        image_every_n_epochs=int(config.get("image_every_n_epochs", 1)),
-        data=config["data"],
-    )
+    task = dict(config.get("task") or {"name": "classification"})
+    module, monitor, mode = _build_task_module(task, config, datamodule)
     _check_optimizer(module)
 
     output_root = Path(config.get("output_root", "outputs")) / str(config.get("run_name", "run"))
@@ -102,8 +93,8 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         dirpath=checkpoint_dir,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
-        monitor="val/acc",
-        mode="max",
+        monitor=monitor,
+        mode=mode,
         save_top_k=1,
         save_last=True,
     )
@@ -125,16 +116,77 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if trainer.fast_dev_run:
         best = None  # fast_dev_run saves no checkpoints: test the weights in memory
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    metrics = results[0] if results else {}
+    extra = {}
+    if task["name"] == "dictionary_learning":
+        extra = _dictionary_learning_report(module, datamodule, task, run_dir, metrics)
     summary = _summary(
-        results[0] if results else {},
+        metrics,
         module.encoder,
         wall_time=time.perf_counter() - start,
         checkpoint=best or checkpoint.last_model_path or None,
         log_dir=str(run_dir / LOG_DIR) if loggers else None,
         split="test",
     )
+    summary.update(extra)
     print(format_summary(summary), flush=True)
     return summary
+
+
+TASKS = ("classification", "dictionary_learning")
+
+
+def _build_task_module(task: Mapping[str, Any], config: Mapping[str, Any], datamodule):
+    """The LightningModule of the task, and the metric (and direction) that picks the best."""
+    name = task.get("name")
+    common = {
+        "model": config["model"],
+        "in_channels": datamodule.in_channels,
+        "input_size": tuple(datamodule.image_size),
+        "optimizer": config["optimizer"],
+        "scheduler": config.get("scheduler"),
+        "image_every_n_epochs": int(config.get("image_every_n_epochs", 1)),
+        "data": config["data"],
+    }
+    if name == "classification":
+        module = ClassificationModule(num_classes=datamodule.num_classes, **common)
+        return module, "val/acc", "max"
+    if name == "dictionary_learning":
+        from mlcsc.training.dictionary_learning import DictionaryLearningModule
+
+        module = DictionaryLearningModule(
+            lambdas=task.get("lambdas", 0.1), filter_density=task.get("filter_density"), **common
+        )
+        return module, "val/objective", "min"
+    raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
+
+
+def _dictionary_learning_report(module, datamodule, task, run_dir: Path, metrics) -> dict:
+    """Figures (PNG), dictionary sparsity and a linear probe on the frozen deepest codes."""
+    from mlcsc.training.dictionary_learning import dictionary_sparsity, linear_probe
+    from mlcsc.training.figures import save_dictionary_figures
+
+    encoder = module.encoder.eval()
+    datamodule.setup("test")
+    sample = next(iter(datamodule.test_dataloader()))[0][:1]
+    save_dictionary_figures(encoder, sample, run_dir / "figures")
+    probe = None
+    if task.get("probe", True):
+        probe = linear_probe(
+            encoder,
+            datamodule.train_dataloader(),
+            datamodule.test_dataloader(),
+            datamodule.num_classes,
+            epochs=int(task.get("probe_iterations", 100)),
+            max_samples=task.get("probe_max_samples"),
+        )
+    return {
+        "accuracy": probe,
+        "accuracy_label": "linear-probe accuracy on frozen Γ_K",
+        "objective": metrics.get("test/objective"),
+        "dictionary_sparsity": dictionary_sparsity(encoder),
+        "figures": str(run_dir / "figures"),
+    }
 
 
 def _check_optimizer(module: ClassificationModule) -> None:
@@ -148,8 +200,8 @@ def _load_module(ckpt: str, n_iter: int | None = None) -> ClassificationModule:
     """Rebuild a trained classifier from its checkpoint (safely loaded), optionally re-unrolled."""
     checkpoint = load_checkpoint(ckpt)
     hparams = checkpoint.get("hyper_parameters") or {}
-    if "model" not in hparams:
-        raise CheckpointError(f"not an mlcsc classification checkpoint (no model config): {ckpt}")
+    if "model" not in hparams or "num_classes" not in hparams:
+        raise CheckpointError(f"not an mlcsc classification checkpoint: {ckpt}")
     module = ClassificationModule(**hparams)
     try:
         module.load_state_dict(checkpoint["state_dict"])
@@ -339,20 +391,30 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         return format(value, fmt) if value is not None else "n/a"
 
     accuracy = summary.get("accuracy")
+    label = summary.get("accuracy_label", f"{summary['split']} accuracy")
     lines = [
         "",
         "=" * 64,
         f"mlcsc summary ({summary['pursuit']}, n_iter={summary['n_iter']})",
-        f"  {summary['split']} accuracy : "
-        + (f"{100 * accuracy:.2f} %" if accuracy is not None else "n/a"),
-        f"  {summary['split']} loss     : {number(summary.get('loss'), '.4f')}",
-        "  code sparsity (% zeros, mean nnz per sample):",
+        f"  {label} : " + (f"{100 * accuracy:.2f} %" if accuracy is not None else "n/a"),
     ]
+    if summary.get("objective") is not None:
+        lines.append(f"  {summary['split']} objective : {summary['objective']:.4f}")
+    else:
+        lines.append(f"  {summary['split']} loss     : {number(summary.get('loss'), '.4f')}")
+    lines.append("  code sparsity (% zeros, mean nnz per sample):")
     for layer in summary["sparsity"]:
         lines.append(
             f"    Γ{layer['layer']}: {number(layer['zeros_pct'], '.2f')} % zeros, "
             f"{number(layer['nnz'], '.1f')} nnz"
         )
+    if summary.get("dictionary_sparsity"):
+        values = ", ".join(
+            f"D{j}: {v:.2f} %" for j, v in enumerate(summary["dictionary_sparsity"], 1)
+        )
+        lines.append(f"  dictionary sparsity (% zero weights): {values}")
+    if summary.get("figures"):
+        lines.append(f"  figures    : {summary['figures']}")
     lines += [
         f"  relative reconstruction error ‖x − D₁⋯D_KΓ_K‖/‖x‖ : "
         f"{number(summary.get('reconstruction_error'), '.3f')}",

@@ -1,0 +1,258 @@
+"""Unsupervised ML-CSC dictionary learning with PyTorch Lightning.
+
+Sulam, Papyan, Romano & Elad (2018), "Multi-Layer Convolutional Sparse Modeling: Pursuit and
+Dictionary Learning", IEEE TSP. Without labels, the dictionaries are learned by minimising
+
+    ½‖Y − D₁D₂⋯D_KΓ_K‖₂² + Σ_i λ_i‖Γ_i‖₁,   Γ_i = D_{i+1}⋯D_KΓ_K,
+
+alternately over the codes (a pursuit: ML-FISTA, layered BP, …, run with the current
+dictionaries and ``λ_i`` as thresholds) and over the dictionaries (a gradient step on the
+objective with the codes fixed), followed by atom normalisation and, optionally, a projection
+of the filters of each layer onto a given density (sparse filters keep the intermediate codes
+``Γ_i = D_{i+1}Γ_{i+1}`` sparse, as in the lecture's learned MNIST dictionaries, whose D₂ and D₃
+are 99 % sparse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from mlcsc.errors import ConfigError
+from mlcsc.nn import MLCSC
+from mlcsc.pursuit import multilayer_bp_objective
+from mlcsc.theory.sampling import sparsify_filters_
+from mlcsc.training.classification import code_statistics
+from mlcsc.training.figures import atom_grid
+from mlcsc.training.optim import build_optimizer, build_scheduler
+
+__all__ = ["DictionaryLearningModule", "build_encoder", "dictionary_sparsity", "linear_probe"]
+
+
+def build_encoder(model: Mapping[str, Any], in_channels: int, input_size: Sequence[int]) -> MLCSC:
+    """The :class:`~mlcsc.MLCSC` encoder of a ``model`` configuration, checked against the data."""
+    try:
+        encoder = MLCSC(
+            in_channels,
+            [list(layer) for layer in model["layers"]],
+            pursuit=model.get("pursuit", "ml_fista"),
+            n_iter=model.get("n_iter", 6),
+            threshold_init=model.get("threshold_init", 0.0),
+            step_init=model.get("step_init", 1.0),
+            threshold_mode=model.get("threshold_mode", "soft_nonneg"),
+        )
+        encoder.layer_sizes(input_size)
+    except KeyError as error:
+        raise ConfigError(f"model configuration needs {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"invalid model configuration: {error}") from None
+    return encoder
+
+
+def dictionary_sparsity(encoder: MLCSC) -> list[float]:
+    """Percentage of zero filter weights of every layer."""
+    return [100.0 * float((d.weight.detach() == 0).float().mean()) for d in encoder.dictionaries]
+
+
+def _per_layer(name: str, values, count: int, check) -> list:
+    """One value per layer from a scalar (or ``None``) or a list, each checked."""
+    if values is None or isinstance(values, (int, float)):
+        values = [values] * count
+    values = list(values)
+    if len(values) != count:
+        raise ConfigError(f"{name} needs one value per layer ({count}), got {len(values)}")
+    for value in values:
+        check(value)
+    return values
+
+
+class DictionaryLearningModule(pl.LightningModule):
+    """LightningModule: learn the dictionaries of an ML-CSC model without labels.
+
+    Args:
+        model: the ``model`` configuration (layers, pursuit, n_iter, …) of the encoder.
+        in_channels, input_size: from the data module.
+        optimizer, scheduler: as for classification (see :mod:`mlcsc.training.optim`).
+        lambdas: ``λ_i ≥ 0`` per layer (or one for all): the ℓ1 weights of the objective and the
+            thresholds of the pursuit.
+        filter_density: per layer, the fraction of non-zero weights each filter keeps after every
+            step (``null``: dense).
+        image_every_n_epochs: log atom images every this many validation epochs (0: never).
+        data: the data configuration, recorded in the checkpoint.
+
+    Logged: the objective, its reconstruction term, the relative reconstruction error, per-layer
+    code sparsity and dictionary sparsity; images of the atoms and effective atoms.
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        in_channels: int,
+        input_size: Sequence[int],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        lambdas: float | Sequence[float] = 0.1,
+        filter_density: float | Sequence[float | None] | None = None,
+        image_every_n_epochs: int = 1,
+        data: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = build_encoder(model, in_channels, input_size)
+        count = self.encoder.num_layers
+
+        def check_lambda(value):
+            if not isinstance(value, (int, float)) or not float(value) >= 0:
+                raise ConfigError(f"lambdas must be >= 0, got {value}")
+
+        def check_density(value):
+            valid = value is None or (isinstance(value, (int, float)) and 0 < float(value) <= 1)
+            if not valid:
+                raise ConfigError(f"filter_density must be in (0, 1] or null, got {value}")
+
+        lambdas = _per_layer("lambdas", lambdas, count, check_lambda)
+        self.lambdas = [float(value) for value in lambdas]
+        self.filter_density = _per_layer("filter_density", filter_density, count, check_density)
+        # the pursuit's thresholds are the λ_i of the objective: fixed, not learned
+        with torch.no_grad():
+            for beta, value in zip(self.encoder.thresholds, self.lambdas, strict=True):
+                beta.fill_(value)
+        for parameter in (*self.encoder.thresholds, *self.encoder.step_sizes):
+            parameter.requires_grad_(False)
+        self._project_()
+        self.optimizer_config = dict(optimizer)
+        self.scheduler_config = dict(scheduler) if scheduler else None
+        self.image_every_n_epochs = image_every_n_epochs
+
+    @torch.no_grad()
+    def _project_(self) -> None:
+        """Sparse filters where asked, then unit-norm atoms."""
+        for dictionary, density in zip(self.encoder.dictionaries, self.filter_density, strict=True):
+            if density is not None and density < 1:
+                sparsify_filters_(dictionary, density)
+            dictionary.normalize_()
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return self.encoder(x, return_all=True)
+
+    def objective(self, x: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Mean ML-BP objective over the batch with codes from the pursuit (held fixed)."""
+        with torch.no_grad():
+            codes = self.encoder(x, return_all=True)  # [Γ₁ … Γ_K] for the current D
+        dictionaries = list(self.encoder.dictionaries)
+        objective = multilayer_bp_objective(dictionaries, x, codes[-1], self.lambdas).mean()
+        reconstruction = self.encoder.reconstruct(codes[-1], x.shape[-2:])
+        data_term = 0.5 * (x - reconstruction).flatten(1).pow(2).sum(1).mean()
+        return objective, data_term, codes
+
+    def _common_step(self, batch, stage: str) -> Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        objective, data_term, codes = self.objective(x)
+        with torch.no_grad():
+            reconstruction = self.encoder.reconstruct(codes[-1], x.shape[-2:])
+            error = (x - reconstruction).flatten(1).norm(dim=1)
+            relative = (error / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
+        on_step = stage == "train"
+        self.log(f"{stage}/objective", objective, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/data_term", data_term, on_epoch=True)
+        self.log(f"{stage}/reconstruction/relative_error", relative, on_epoch=True, prog_bar=True)
+        if stage != "train":
+            stats = code_statistics(codes)
+            self.log_dict({f"{stage}/{k}": v for k, v in stats.items()}, on_epoch=True)
+        return objective
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._project_()
+
+    def on_train_epoch_end(self) -> None:
+        for j, value in enumerate(dictionary_sparsity(self.encoder), start=1):
+            self.log(f"dictionary/layer{j}_zeros_pct", value)
+
+    def on_validation_epoch_end(self) -> None:
+        every = self.image_every_n_epochs
+        if not every or self.trainer.sanity_checking or self.current_epoch % every:
+            return
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        for i in range(1, self.encoder.num_layers + 1):
+            experiment.add_image(
+                f"effective_atoms/layer{i}",
+                atom_grid(self.encoder.effective_atoms(i)),
+                self.current_epoch,
+            )
+
+    def configure_optimizers(self):
+        parameters = [p for p in self.encoder.dictionaries.parameters() if p.requires_grad]
+        optimizer = build_optimizer(parameters, self.optimizer_config)
+        max_epochs = self._trainer.max_epochs if self._trainer is not None else 1
+        scheduler = build_scheduler(optimizer, self.scheduler_config, max_epochs or 1)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+@torch.no_grad()
+def _features(encoder: MLCSC, loader, max_samples: int | None = None) -> tuple[Tensor, Tensor]:
+    features, labels, taken = [], [], 0
+    for images, targets in loader:
+        features.append(encoder(images).flatten(1))
+        labels.append(targets)
+        taken += len(targets)
+        if max_samples is not None and taken >= max_samples:
+            break
+    features, labels = torch.cat(features), torch.cat(labels)
+    return features[:max_samples], labels[:max_samples]
+
+
+def linear_probe(
+    encoder: MLCSC,
+    train_loader,
+    test_loader,
+    num_classes: int,
+    epochs: int = 100,
+    seed: int = 0,
+    max_samples: int | None = None,
+) -> float:
+    """Accuracy of a linear classifier trained on the frozen deepest codes ``Γ_K``.
+
+    The codes are standardised with the training statistics; the classifier is trained by
+    full-batch L-BFGS on the cross-entropy with a small weight decay. ``max_samples`` limits the
+    training samples used (the test split is always used whole).
+    """
+    encoder.eval()
+    train_x, train_y = _features(encoder, train_loader, max_samples)
+    test_x, test_y = _features(encoder, test_loader)
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(train_x.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_(0.01 * torch.randn(head.weight.shape, generator=generator))
+        head.bias.zero_()
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=epochs, history_size=20)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(head(train_x), train_y)
+        loss = loss + 1e-4 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        return float((head(test_x).argmax(1) == test_y).float().mean())
