@@ -23,6 +23,13 @@ import torch
 from torch import Tensor
 
 from mlcsc.functional import threshold, weighted_l1
+from mlcsc.pursuit._validation import (
+    check_dictionary,
+    check_iterations,
+    check_nonnegative,
+    check_signal,
+    check_tolerance,
+)
 
 __all__ = ["proximal_gradient_step", "ista", "fista", "bp_objective"]
 
@@ -69,19 +76,13 @@ def bp_objective(dictionary, codes: Tensor, y: Tensor, lam: float | Tensor) -> T
 
 
 def _validate(dictionary, y: Tensor, lam, max_iter: int, tol: float) -> None:
-    if not isinstance(y, Tensor):
-        raise ValueError(f"y must be a tensor, got {type(y).__name__}")
-    if not torch.isfinite(y).all():
-        raise ValueError(f"y of shape {tuple(y.shape)} contains non-finite values")
-    lam_value = torch.as_tensor(lam)
-    if (lam_value < 0).any() or not torch.isfinite(lam_value).all():
-        raise ValueError(f"lam must be finite and non-negative, got {lam}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
-    if tol < 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
-    if not torch.isfinite(dictionary.weight).all():
-        raise ValueError("dictionary weight contains non-finite values")
+    """The checks shared with :func:`~mlcsc.pursuit.omp` and :func:`~mlcsc.pursuit.thresholding`
+    (see :mod:`mlcsc.pursuit._validation`): ValueError naming the bad argument."""
+    check_dictionary(dictionary)
+    check_signal(dictionary, y)
+    check_nonnegative("lam", lam, dictionary.num_atoms)
+    check_iterations("max_iter", max_iter)
+    check_tolerance("tol", tol)
 
 
 def _initial_codes(dictionary, y: Tensor, x0: Tensor | None) -> Tensor:
@@ -126,6 +127,18 @@ def ista(
 
     Returns:
         codes of shape ``(B, m)`` or ``(B, m, H', W')``.
+
+    Raises:
+        ValueError: naming the argument, for a non-finite dictionary or one with an all-zero
+            atom; signals that are not finite or do not match the dictionary (feature size,
+            channels, dtype, device); a negative or non-finite ``lam``, or one of the wrong
+            shape; a negative ``max_iter`` or ``tol``; a step that is not finite and positive.
+            The checks are shared with :func:`~mlcsc.pursuit.omp` and
+            :func:`~mlcsc.pursuit.thresholding`.
+
+    Shape:
+        - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
+        - output: ``(B, m)`` or ``(B, m, H', W')``.
     """
     return _proximal_gradient(dictionary, y, lam, max_iter, tol, x0, nonneg, step, False)
 
@@ -146,11 +159,15 @@ def fista(
 
 def _proximal_gradient(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate):
     _validate(dictionary, y, lam, max_iter, tol)
+    if step is not None and not 0 < check_tolerance("step", step) < math.inf:
+        raise ValueError(f"step must be a finite positive number, got {step!r}")
     if step is None:
         size = dictionary.signal_size(y)
         step = 1.0 / float(dictionary.lipschitz(input_size=size))
     mode = "soft_nonneg" if nonneg else "soft"
     codes = _initial_codes(dictionary, y, x0)
+    if y.shape[0] == 0:
+        return codes
     point, t = codes, 1.0
     for _ in range(max_iter):
         new = proximal_gradient_step(dictionary, point, y, step, lam, mode)

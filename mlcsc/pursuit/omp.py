@@ -1,0 +1,450 @@
+"""Orthogonal matching pursuit (OMP) for a whole batch of signals at once.
+
+OMP (Pati, Rezaiifar & Krishnaprasad 1993) approximates the ℓ0 pursuit
+``min ‖Γ‖₀ s.t. ‖y − DΓ‖₂ ≤ ε`` greedily: with ``r₀ = y`` and an empty support ``S``, repeat
+
+1. select the atom most correlated with the residual, ``j = argmax_{i∉S} |d_iᵀ r| / ‖d_i‖``;
+2. add it, ``S ← S ∪ {j}``, and refit by least squares, ``Γ_S = argmin ‖y − D_S Γ_S‖₂``;
+3. ``r ← y − D_S Γ_S``,
+
+until ``k`` atoms are chosen or ``‖r‖₂ ≤ tol``. It recovers every ``Γ`` with
+``‖Γ‖₀ < ½(1 + 1/μ(D))`` from ``y = DΓ`` (Tropp 2004; Donoho & Elad 2003).
+
+The implementation is the "Batch-OMP" of Rubinstein, Zibulevsky & Elad (2008, "Efficient
+implementation of the K-SVD algorithm using batch orthogonal matching pursuit", Technion
+CS-2008-08): it never forms residuals, only the Gram matrix ``Ĝ = D̂ᵀD̂`` of the unit atoms
+``d̂_i = d_i/‖d_i‖`` and the correlations ``α = D̂ᵀr``, and it grows the Cholesky factor
+``Ĝ_SS = LLᵀ`` by one row per step. Every step is a handful of tensor operations on the whole
+batch; the only Python loop is over the ``≤ k`` steps. Step ``s`` with chosen atom ``j``:
+
+* ``w = L⁻¹Ĝ_{S,j}`` (``L⁻¹`` is kept as well, so this is a batched matrix-vector product);
+* pivot ``ℓ = √(1 − ‖w‖²)``, the distance of ``d̂_j`` from ``span(D̂_S)``; ``L`` gains the row
+  ``[wᵀ ℓ]`` and ``L⁻¹`` the row ``[−wᵀL⁻¹/ℓ  1/ℓ]``;
+* ``ζ_s = α_j/ℓ`` (the coefficient of ``y`` on the new orthonormal direction), so that
+  ``ζ = L⁻¹D̂_Sᵀy`` and ``‖r‖² ← ‖r‖² − ζ_s²``;
+* ``Γ_S = L⁻ᵀζ`` and ``α = α₀ − Ĝ_{:,S}Γ_S``, a weighted sum of ``s`` gathered Gram rows
+  (one ``embedding_bag`` for the batch).
+
+Per step and signal this costs ``O(s·m)`` operations, with ``O(k² + m)`` memory; the batch is
+processed in chunks of a few thousand signals so that the passes stay in cache.
+
+Convolutional dictionaries are handled by building the explicit matrix of ``D`` for the
+image size (:func:`explicit_matrix`), which limits OMP there to small images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mlcsc.dictionary import ConvDictionary
+from mlcsc.pursuit._validation import (
+    check_dictionary,
+    check_signal,
+    check_sparsity,
+    check_tolerance,
+    code_size,
+)
+
+__all__ = ["omp", "explicit_matrix", "SparseCodes", "MAX_EXPLICIT_ENTRIES"]
+
+#: Largest number of entries of the explicit ``n × N`` matrix built for OMP on a
+#: :class:`~mlcsc.ConvDictionary` (400 MB in float64).
+MAX_EXPLICIT_ENTRIES = 50_000_000
+# The N × N Gram matrix is precomputed up to this many entries (128 MB in float64); beyond, its
+# entries and row combinations are computed from the atoms as needed (slower per step).
+_MAX_GRAM_ENTRIES = 1 << 24
+
+# A signal stops when the Cholesky pivot² of the next atom (its squared distance from the span
+# of the chosen unit atoms) is at most _PIVOT_RTOL·eps, or when the largest correlation with
+# the residual is at most _CORRELATION_RTOL·eps·‖y‖₂ (the residual is zero to rounding).
+_PIVOT_RTOL = 100.0
+_CORRELATION_RTOL = 10.0
+# Signals per chunk: about _CHUNK_ENTRIES entries of the (chunk, N) correlations (4 MB in
+# float64: the passes over them stay in cache while the per-step overhead of the ~40 tensor
+# operations is amortised), and of the (chunk, k, k) factor.
+_CHUNK_ENTRIES = 1 << 19
+
+
+class SparseCodes(NamedTuple):
+    """OMP codes in sparse form: the chosen atoms of every signal, in the order chosen.
+
+    Attributes:
+        indices: ``(B, K)`` int64 indices into the flattened code of one signal (the atom for
+            a dense dictionary; ``c·H'·W' + h·W' + w`` for a convolutional one), padded with
+            ``-1`` after the ``counts[b]`` chosen atoms. ``K ≤ k`` is the number of steps run.
+        values: ``(B, K)`` coefficients, ``0`` in the padding.
+        counts: ``(B,)`` int64 number of chosen atoms per signal.
+    """
+
+    indices: Tensor
+    values: Tensor
+    counts: Tensor
+
+    def to_dense(self, size: int) -> Tensor:
+        """The dense ``(B, size)`` codes (``size`` = entries of one flattened code)."""
+        batch = self.indices.shape[0]
+        out = self.values.new_zeros(batch, size + 1)  # the last column absorbs the padding
+        index = torch.where(self.indices < 0, size, self.indices)
+        return out.scatter_(1, index, self.values)[:, :size]
+
+
+def omp(
+    dictionary,
+    y: Tensor,
+    k: int | None = None,
+    tol: float | None = None,
+    return_sparse: bool = False,
+) -> Tensor | tuple[Tensor, SparseCodes]:
+    """Orthogonal matching pursuit, batched over the signals (Batch-OMP with a progressive
+    Cholesky factorisation, Rubinstein, Zibulevsky & Elad 2008; see the module docstring).
+
+    Greedily selects atoms by ``argmax_i |d_iᵀr| / ‖d_i‖₂`` (atoms need not have unit norm:
+    correlations are normalised for the selection and the least-squares fit uses the atoms
+    as they are; ties go to the lower index, and in float64 correlations equal to within
+    ``2⁻⁴⁰`` relative count as tied) and refits ``Γ_S = argmin ‖y − D_SΓ_S‖₂`` after every
+    selection. Each signal stops on its own, and its codes stop changing, when
+
+    * it has ``k`` atoms (``k`` is capped at ``n``, the signal dimension: ``n`` independent
+      atoms already fit any signal exactly);
+    * ``‖y − DΓ‖₂ ≤ tol`` — ``tol`` is the residual **norm**, not its square (scikit-learn's
+      ``orthogonal_mp`` and SPAMS take the square); checked before the first atom too, so a
+      signal with ``‖y‖₂ ≤ tol`` gets all-zero codes;
+    * the residual is orthogonal to every remaining atom (``max |α| ≤ 10·eps·‖y‖₂``; in
+      particular an all-zero signal gets all-zero codes), or
+    * the best atom is linearly dependent on the chosen ones to working precision (Cholesky
+      pivot² ``≤ 100·eps`` relative to its norm): the atom is not added, so duplicate or
+      nearly dependent atoms never produce NaNs, and no atom is ever chosen twice.
+
+    OMP is not differentiable in its support; the codes are computed without autograd.
+    Computation happens in the dtype and on the device of ``y`` (float16 and bfloat16 are
+    computed in float32 and cast back).
+
+    A :class:`~mlcsc.ConvDictionary` is handled by building its explicit ``n × N`` matrix for
+    the image size (``n = C·H·W``, ``N = m·H'·W'``, see :func:`explicit_matrix`), which must have
+    at most :data:`MAX_EXPLICIT_ENTRIES` (5·10⁷) entries; the codes are shaped like
+    ``D.analyze(y)`` and ``k`` counts non-zeros over all channels and positions.
+
+    Args:
+        dictionary: a :class:`~mlcsc.DenseDictionary` or a (small) :class:`~mlcsc.ConvDictionary`.
+        y: signals, ``(B, n)`` or ``(B, C, H, W)``.
+        k: maximum number of atoms per signal, ``1 ≤ k ≤`` code size (``m`` or ``m·H'·W'``).
+        tol: stop once the residual norm ``‖y − DΓ‖₂ ≤ tol`` (``tol ≥ 0``).
+        return_sparse: also return the chosen atoms and their coefficients as
+            :class:`SparseCodes`.
+
+    Returns:
+        Codes shaped like ``D.analyze(y)``, and with ``return_sparse=True`` the pair
+        ``(codes, SparseCodes)``.
+
+    Raises:
+        ValueError: when both ``k`` and ``tol`` are None; for a bad dictionary, signal, ``k`` or
+            ``tol`` (the message names the argument); when the explicit matrix of a
+            convolutional dictionary would be too large.
+
+    Shape:
+        - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
+        - output: ``(B, m)`` or ``(B, m, H', W')``; sparse form ``(B, K)``, ``(B, K)``, ``(B,)``.
+
+    Example:
+        >>> D = DenseDictionary(torch.randn(64, 256, dtype=torch.float64)).normalize_()
+        >>> y = torch.randn(1000, 64, dtype=torch.float64)
+        >>> codes = omp(D, y, k=8)  # (1000, 256), 8 non-zeros per row
+        >>> codes, sparse = omp(D, y, tol=0.5, return_sparse=True)  # until ‖y − DΓ‖₂ ≤ 0.5
+    """
+    if k is None and tol is None:
+        raise ValueError("omp needs a stopping rule: give k (number of atoms), tol, or both")
+    check_dictionary(dictionary)
+    check_signal(dictionary, y)
+    size = code_size(dictionary, y)
+    if k is not None:
+        k = check_sparsity(k, size)
+    if tol is not None:
+        tol = check_tolerance("tol", tol)
+    with torch.no_grad():
+        dtype = y.dtype
+        work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+        if isinstance(dictionary, ConvDictionary):
+            matrix = explicit_matrix(dictionary, (y.shape[-2], y.shape[-1])).to(work)
+            code_shape = (dictionary.num_atoms, *dictionary.output_size(tuple(y.shape[-2:])))
+        else:
+            matrix = dictionary.weight.detach().to(work)
+            code_shape = (dictionary.num_atoms,)
+        signals = y.detach().reshape(y.shape[0], matrix.shape[0]).to(work)
+        sparse = _omp_matrix(matrix, signals, k, tol)
+        codes = sparse.to_dense(size).to(dtype).view(y.shape[0], *code_shape)
+    if return_sparse:
+        return codes, SparseCodes(sparse.indices, sparse.values.to(dtype), sparse.counts)
+    return codes
+
+
+@torch.no_grad()
+def explicit_matrix(dictionary: ConvDictionary, input_size: tuple[int, int]) -> Tensor:
+    """The matrix of a convolutional dictionary for signals of spatial size ``input_size``.
+
+    Column ``j`` is the atom ``DΓ`` for the code with a single 1 at flattened position ``j``
+    (channel ``c``, position ``(h, w)``: ``j = c·H'·W' + h·W' + w``); row ``i`` is a flattened
+    signal pixel. Built one block of rows at a time from ``Dᵀ`` applied to unit signals.
+
+    Args:
+        dictionary: the convolutional dictionary.
+        input_size: ``(H, W)`` of the signals.
+
+    Returns:
+        ``(n, N)`` tensor with ``n = C·H·W`` and ``N = m·H'·W'``, detached, in the weight's dtype.
+
+    Raises:
+        ValueError: when ``n·N`` exceeds :data:`MAX_EXPLICIT_ENTRIES`.
+    """
+    if not isinstance(dictionary, ConvDictionary):
+        raise ValueError(f"dictionary must be a ConvDictionary, got {type(dictionary).__name__}")
+    c = dictionary.in_channels
+    h, w = (int(s) for s in input_size)
+    n = c * h * w
+    n_codes = dictionary.num_atoms * math.prod(dictionary.output_size((h, w)))
+    if n * n_codes > MAX_EXPLICIT_ENTRIES:
+        raise ValueError(
+            f"omp on a ConvDictionary builds its explicit n × N matrix; for signals of shape "
+            f"(C, H, W) = {(c, h, w)} that is {n} × {n_codes} = {n * n_codes:,} entries, above "
+            f"the limit of {MAX_EXPLICIT_ENTRIES:,}: use smaller images or patches, or fista"
+        )
+    weight = dictionary.weight.detach()
+    rows = []
+    block = max(1, min(n, MAX_EXPLICIT_ENTRIES // (8 * max(n, 1))))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        unit = torch.zeros(stop - start, n, dtype=weight.dtype, device=weight.device)
+        unit[:, start:stop].fill_diagonal_(1.0)
+        rows.append(dictionary.analyze(unit.view(-1, c, h, w)).detach().flatten(1))
+    return torch.cat(rows)
+
+
+def _omp_matrix(matrix: Tensor, signals: Tensor, k: int | None, tol: float | None) -> SparseCodes:
+    """Batch OMP against an explicit ``(n, N)`` matrix for ``(B, n)`` signals."""
+    n, n_atoms = matrix.shape
+    batch = signals.shape[0]
+    steps = min(n, n_atoms) if k is None else min(k, n, n_atoms)
+    norms = matrix.norm(dim=0)
+    scale = torch.where(norms > 0, norms, torch.ones_like(norms))  # zero columns: never chosen
+    unit = matrix / scale
+    if n_atoms * n_atoms <= _MAX_GRAM_ENTRIES:
+        gram: _Gram = _ExplicitGram(unit.T @ unit)
+    else:
+        gram = _ImplicitGram(unit)
+    chunk = max(1, _CHUNK_ENTRIES // max(n_atoms, steps * steps))
+    select = _Selector(n_atoms, signals.dtype, signals.device)
+    parts = [
+        _greedy(
+            gram,
+            select,
+            signals[start : start + chunk] @ unit,
+            signals[start : start + chunk],
+            steps,
+            tol,
+        )
+        for start in range(0, batch, chunk)
+    ]
+    if not parts:  # empty batch
+        empty = torch.zeros(0, 0, dtype=signals.dtype, device=signals.device)
+        counts = torch.zeros(0, dtype=torch.long, device=signals.device)
+        return SparseCodes(empty.long(), empty, counts)
+    width = max(part.indices.shape[1] for part in parts)
+    indices = torch.cat([_pad(p.indices, width, -1) for p in parts])
+    values = torch.cat([_pad(p.values, width, 0) for p in parts])
+    counts = torch.cat([p.counts for p in parts])
+    # coefficients of the unit atoms → coefficients of the atoms as given
+    values = values / scale[indices.clamp_min(0)]
+    return SparseCodes(indices, values, counts)
+
+
+def _pad(tensor: Tensor, width: int, value: float) -> Tensor:
+    extra = width - tensor.shape[1]
+    if extra == 0:
+        return tensor
+    return torch.nn.functional.pad(tensor, (0, extra), value=value)
+
+
+class _Gram:
+    """Access to the Gram matrix ``Ĝ = D̂ᵀD̂`` of the unit atoms, for a batch of supports."""
+
+    def entries(self, support: Tensor, atom: Tensor) -> Tensor:
+        """``Ĝ[support[b, t], atom[b]]``: ``(B, s)`` and ``(B,)`` → ``(B, s)``."""
+        raise NotImplementedError
+
+    def correlations(self, alpha0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """A function ``(S, γ) ↦ α₀ − Ĝ[:, S]γ`` for the signals with ``D̂ᵀy = alpha0``.
+
+        ``S`` and ``γ`` are ``(B, s)``; the result ``(B, N)`` is ``D̂ᵀ(y − D̂_Sγ)``.
+        """
+        raise NotImplementedError
+
+
+class _ExplicitGram(_Gram):
+    """The ``N × N`` Gram matrix, precomputed.
+
+    ``α₀ − Ĝ[:, S]γ`` is one ``embedding_bag`` (a weighted sum of gathered rows) over the
+    table ``[Ĝ; α₀ᵀ]`` with weights ``(−γ, 1)``: the rows of ``Ĝ`` stay in cache and the result
+    is written once.
+    """
+
+    def __init__(self, gram: Tensor):
+        self.gram = gram
+
+    def entries(self, support: Tensor, atom: Tensor) -> Tensor:
+        return self.gram[support, atom.unsqueeze(1)]
+
+    def correlations(self, alpha0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        n_atoms, batch = self.gram.shape[0], alpha0.shape[0]
+        table = torch.cat([self.gram, alpha0])  # (N + B, N)
+        own = torch.arange(n_atoms, n_atoms + batch, device=alpha0.device).unsqueeze(1)
+        ones = torch.ones(batch, 1, dtype=alpha0.dtype, device=alpha0.device)
+
+        def correlations(support: Tensor, gamma: Tensor) -> Tensor:
+            index = torch.cat([support, own], dim=1)
+            weights = torch.cat([-gamma, ones], dim=1)
+            return F.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
+
+        return correlations
+
+
+class _ImplicitGram(_Gram):
+    """Gram entries computed from the ``(n, N)`` unit atoms when ``N²`` is too large to store."""
+
+    def __init__(self, unit: Tensor):
+        self.unit = unit
+        self.atoms = unit.T.contiguous()  # (N, n)
+
+    def entries(self, support: Tensor, atom: Tensor) -> Tensor:
+        return (self.atoms[support] * self.atoms[atom].unsqueeze(1)).sum(2)
+
+    def correlations(self, alpha0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        def correlations(support: Tensor, gamma: Tensor) -> Tensor:
+            fit = F.embedding_bag(support, self.atoms, per_sample_weights=gamma, mode="sum")
+            return torch.addmm(alpha0, fit, self.unit, alpha=-1.0)  # D̂ᵀ(y − D̂_Sγ)
+
+        return correlations
+
+
+class _Selector:
+    """``(max_i |α_i|, argmax_i |α_i|)`` per row, faster than ``abs().max(dim=1)``.
+
+    ``max`` with indices is several times slower on CPU than ``amax``. The index is therefore
+    packed into the low bits of the IEEE bit pattern of ``|α_i|`` (non-negative floats order
+    like their bit patterns read as integers) and recovered from one integer ``amax``; the
+    lower index wins a tie. float32 is widened to float64 first, whose 29 spare mantissa bits
+    hold the index exactly. In float64 the index replaces the lowest ``⌈log₂ N⌉`` mantissa bits
+    **in place** (``alpha`` is overwritten), so correlations equal to within
+    ``2^(⌈log₂ N⌉ − 52)`` relative count as tied; this is used only while that is at most
+    ``2⁻⁴⁰`` (``N ≤ 4096``), else the plain ``max`` is used. The returned maximum may lose those
+    low bits; the caller recomputes ``α_j`` exactly.
+    """
+
+    def __init__(self, n_atoms: int, dtype: torch.dtype, device: torch.device):
+        self.bits = max(1, (n_atoms - 1).bit_length())
+        self.widen = dtype == torch.float32 and self.bits <= 29
+        self.packed = self.widen or (dtype == torch.float64 and self.bits <= 12)
+        self.low = (1 << self.bits) - 1
+        self.ramp = torch.arange(n_atoms - 1, -1, -1, device=device)  # N − 1 − i: low index wins
+        clear = (1 << 63) - 1 if self.widen else ((1 << 63) - 1) ^ self.low  # sign (and low bits)
+        self.clear = torch.tensor(clear, dtype=torch.int64, device=device)
+
+    def scratch(self, alpha: Tensor) -> Tensor | None:
+        """The float64 buffer :meth:`__call__` needs for a chunk shaped like ``alpha``."""
+        return (
+            torch.empty(alpha.shape, dtype=torch.float64, device=alpha.device)
+            if self.widen
+            else None
+        )
+
+    def __call__(self, alpha: Tensor, scratch: Tensor | None) -> tuple[Tensor, Tensor]:
+        if not self.packed:
+            return alpha.abs().max(dim=1)
+        if self.widen:
+            key = scratch.copy_(alpha).view(torch.int64)  # float32 → float64 is exact
+        else:
+            key = alpha.view(torch.int64)
+        top = key.bitwise_and_(self.clear).bitwise_or_(self.ramp).amax(dim=1)
+        index = (len(self.ramp) - 1) - (top & self.low)
+        best = (top & ~self.low).view(torch.float64).to(alpha.dtype)
+        return best, index
+
+
+def _greedy(
+    gram: _Gram,
+    select: _Selector,
+    alpha0: Tensor,
+    signals: Tensor,
+    steps: int,
+    tol: float | None,
+) -> SparseCodes:
+    """The OMP iterations for one chunk of signals against unit-norm (or zero) atoms.
+
+    ``alpha`` (``D̂ᵀr``) is recomputed every step as ``α₀ − Ĝ[:, S]Γ_S`` with exact zeros at the
+    chosen atoms, so that none is chosen twice; the selection may overwrite it. ``inverse`` is
+    ``L⁻¹`` for the Cholesky factor ``L`` of ``Ĝ_SS``, grown by one row per step;
+    ``ζ = L⁻¹D̂_Sᵀy`` grows by one entry, and ``Γ_S = L⁻ᵀζ``.
+    """
+    batch = alpha0.shape[0]
+    dtype, device = alpha0.dtype, alpha0.device
+    eps = torch.finfo(dtype).eps
+    residual = signals.pow(2).sum(1)  # ‖r‖², updated as ‖r‖² − ζ_s²
+    floor = (_CORRELATION_RTOL * eps) * residual.sqrt()
+    inverse = torch.zeros(batch, steps, steps, dtype=dtype, device=device)  # L⁻¹
+    zeta = torch.zeros(batch, steps, dtype=dtype, device=device)
+    support = torch.zeros(batch, steps, dtype=torch.long, device=device)
+    indices = torch.full((batch, steps), -1, dtype=torch.long, device=device)
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    if tol is not None:
+        active &= residual > tol * tol
+    correlations = gram.correlations(alpha0)
+    alpha, gamma = alpha0.clone(), None
+    scratch = select.scratch(alpha0)
+    one = torch.ones((), dtype=dtype, device=device)
+    used = 0
+    for s in range(steps):
+        if not bool(active.any()):
+            break
+        used = s + 1
+        best, j = select(alpha, scratch)
+        alpha_j = alpha0.gather(1, j.unsqueeze(1)).squeeze(1)  # d̂_jᵀr, recomputed exactly
+        if s == 0:
+            w = None
+            pivot_sq = one.expand(batch)
+        else:
+            previous = inverse[:, :s, :s]
+            g = gram.entries(support[:, :s], j)  # Ĝ_{S,j}
+            alpha_j = alpha_j - (g * gamma).sum(1)
+            w = torch.bmm(previous, g.unsqueeze(2)).squeeze(2)  # L⁻¹Ĝ_{S,j}
+            pivot_sq = 1.0 - (w * w).sum(1)  # squared distance of d̂_j from span(D̂_S)
+        add = active & (best > floor) & (pivot_sq > _PIVOT_RTOL * eps)
+        pivot = torch.where(add, pivot_sq.clamp_min(eps).sqrt(), one)
+        if w is not None:  # new row of L⁻¹: [−wᵀL⁻¹/ℓ, 1/ℓ]
+            row = torch.bmm(w.unsqueeze(1), previous).squeeze(1)
+            inverse[:, s, :s] = torch.where(add.unsqueeze(1), row / -pivot.unsqueeze(1), 0.0)
+        inverse[:, s, s] = 1.0 / pivot
+        # ζ_s = q_sᵀy = d̂_jᵀr/ℓ, since r ⊥ span(D̂_S)
+        z = torch.where(add, alpha_j / pivot, 0.0)
+        zeta[:, s] = z
+        support[:, s] = j
+        indices[:, s] = torch.where(add, j, -1)
+        residual = residual - z * z
+        active = add if tol is None else add & (residual > tol * tol)
+        if s + 1 < steps:
+            gamma = _solve(inverse[:, : s + 1, : s + 1], zeta[:, : s + 1])
+            alpha = correlations(support[:, : s + 1], gamma)
+            alpha.scatter_(1, support[:, : s + 1], 0.0)
+    indices = indices[:, :used]
+    counts = (indices >= 0).sum(1)
+    # Γ_S = L⁻ᵀζ; rows of signals that stopped early are (0 … 0 1) with ζ = 0, giving 0
+    values = _solve(inverse[:, :used, :used], zeta[:, :used])
+    return SparseCodes(indices, values, counts)
+
+
+def _solve(inverse: Tensor, zeta: Tensor) -> Tensor:
+    """``L⁻ᵀζ`` for a batch: ``(B, s, s)``, ``(B, s)`` → ``(B, s)``."""
+    return torch.bmm(zeta.unsqueeze(1), inverse).squeeze(1)
