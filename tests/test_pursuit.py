@@ -201,3 +201,12 @@ def test_bp_objective_accepts_the_per_atom_lambda_that_ista_accepts():
     codes = ista(dictionary, y, lam, max_iter=50)
     expected = 0.5 * (y - codes @ dictionary.weight.T).pow(2).sum(1) + (lam * codes.abs()).sum(1)
     torch.testing.assert_close(bp_objective(dictionary, codes, y, lam), expected)
+
+
+def test_fista_keeps_no_autograd_graph_unless_asked():
+    dictionary = DenseDictionary(torch.randn(12, 20, dtype=torch.float64))
+    y = torch.randn(3, 12, dtype=torch.float64, requires_grad=True)
+    assert not fista(dictionary, y, 0.1, max_iter=20).requires_grad
+    codes = fista(dictionary, y, 0.1, max_iter=20, tol=0.0, differentiable=True)
+    codes.sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()

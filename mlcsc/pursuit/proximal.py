@@ -112,6 +112,8 @@ def ista(
     x0: Tensor | None = None,
     nonneg: bool = False,
     step: float | Tensor | None = None,
+    *,
+    differentiable: bool = False,
 ) -> Tensor:
     """Basis pursuit by ISTA.
 
@@ -124,6 +126,9 @@ def ista(
         x0: warm start (default zeros).
         nonneg: constrain ``Γ ≥ 0`` (soft-nonnegative thresholding).
         step: step size; default ``1/L`` with ``L`` from :meth:`Dictionary.lipschitz`.
+        differentiable: record the iterations for autograd (gradients with respect to ``y``,
+            the dictionary, ``lam``). Off by default: a solver run of hundreds of iterations
+            would otherwise keep every iterate in memory.
 
     Returns:
         codes of shape ``(B, m)`` or ``(B, m, H', W')``.
@@ -140,7 +145,9 @@ def ista(
         - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
         - output: ``(B, m)`` or ``(B, m, H', W')``.
     """
-    return _proximal_gradient(dictionary, y, lam, max_iter, tol, x0, nonneg, step, False)
+    return _proximal_gradient(
+        dictionary, y, lam, max_iter, tol, x0, nonneg, step, False, differentiable
+    )
 
 
 def fista(
@@ -152,12 +159,23 @@ def fista(
     x0: Tensor | None = None,
     nonneg: bool = False,
     step: float | Tensor | None = None,
+    *,
+    differentiable: bool = False,
 ) -> Tensor:
     """Basis pursuit by FISTA (Beck & Teboulle 2009); arguments as :func:`ista`."""
-    return _proximal_gradient(dictionary, y, lam, max_iter, tol, x0, nonneg, step, True)
+    return _proximal_gradient(
+        dictionary, y, lam, max_iter, tol, x0, nonneg, step, True, differentiable
+    )
 
 
-def _proximal_gradient(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate):
+def _proximal_gradient(
+    dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate, differentiable
+):
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        return _solve(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate)
+
+
+def _solve(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate):
     _validate(dictionary, y, lam, max_iter, tol)
     if step is not None and not 0 < check_tolerance("step", step) < math.inf:
         raise ValueError(f"step must be a finite positive number, got {step!r}")
