@@ -4,7 +4,7 @@ The layers (:class:`MLCSC`, :class:`ConvDictionary`, :class:`DenseDictionary`) n
 training, configuration and data live in :mod:`mlcsc.training` and :mod:`mlcsc.data`.
 """
 
-from mlcsc import functional, pursuit, theory
+from mlcsc import functional, learning, pursuit, theory
 from mlcsc.dictionary import ConvDictionary, DenseDictionary, Dictionary
 from mlcsc.nn import MLCSC, MLCSCClassifier
 
@@ -17,6 +17,7 @@ __all__ = [
     "Dictionary",
     "MLCSCClassifier",
     "functional",
+    "learning",
     "pursuit",
     "theory",
 ]
