@@ -20,7 +20,7 @@ from mlcsc.nn import MLCSC, MLCSCClassifier, conv_features
 from mlcsc.training.figures import atom_grid
 from mlcsc.training.optim import build_optimizer, build_scheduler
 
-__all__ = ["ClassificationModule", "build_classifier", "MODEL_KEYS"]
+__all__ = ["ClassificationModule", "build_classifier", "build_encoder", "MODEL_KEYS"]
 
 #: keys of the ``model`` configuration that build the network
 MODEL_KEYS = (
@@ -35,14 +35,12 @@ MODEL_KEYS = (
 )
 
 
-def build_classifier(
-    model: Mapping[str, Any], in_channels: int, num_classes: int, input_size: Sequence[int]
-) -> MLCSCClassifier:
-    """Build the classifier from a ``model`` configuration (see ``configs/model/``).
+def build_encoder(model: Mapping[str, Any], in_channels: int, input_size: Sequence[int]) -> MLCSC:
+    """The :class:`~mlcsc.MLCSC` encoder of a ``model`` configuration, checked against the data.
 
     Raises:
-        ConfigError: for an invalid value, with the valid choices, or an architecture that does
-            not fit images of ``input_size``.
+        ConfigError: for an unknown option or an invalid value, with the valid choices, or an
+            architecture that does not fit images of ``input_size``.
     """
     unknown = sorted(set(model) - set(MODEL_KEYS) - {"name"})
     if unknown:
@@ -58,6 +56,23 @@ def build_classifier(
             threshold_mode=model.get("threshold_mode", "soft_nonneg"),
         )
         encoder.layer_sizes(input_size)
+    except KeyError as error:
+        raise ConfigError(f"model configuration needs {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"invalid model configuration: {error}") from None
+    return encoder
+
+
+def build_classifier(
+    model: Mapping[str, Any], in_channels: int, num_classes: int, input_size: Sequence[int]
+) -> MLCSCClassifier:
+    """Build the classifier from a ``model`` configuration (see ``configs/model/``).
+
+    Raises:
+        ConfigError: as :func:`build_encoder`, and for invalid ``features`` or ``dropout``.
+    """
+    encoder = build_encoder(model, in_channels, input_size)
+    try:
         features = model.get("features") or []
         head_features = conv_features(encoder.out_channels, features) if features else None
         return MLCSCClassifier(
@@ -67,8 +82,6 @@ def build_classifier(
             features=head_features,
             dropout=float(model.get("dropout", 0.0)),
         )
-    except KeyError as error:
-        raise ConfigError(f"model configuration needs {error}") from None
     except ValueError as error:
         raise ConfigError(f"invalid model configuration: {error}") from None
 

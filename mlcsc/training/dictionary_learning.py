@@ -26,31 +26,11 @@ from mlcsc.errors import ConfigError
 from mlcsc.nn import MLCSC
 from mlcsc.pursuit import multilayer_bp_objective
 from mlcsc.theory.sampling import sparsify_filters_
-from mlcsc.training.classification import code_statistics
+from mlcsc.training.classification import build_encoder, code_statistics
 from mlcsc.training.figures import atom_grid
 from mlcsc.training.optim import build_optimizer, build_scheduler
 
-__all__ = ["DictionaryLearningModule", "build_encoder", "dictionary_sparsity", "linear_probe"]
-
-
-def build_encoder(model: Mapping[str, Any], in_channels: int, input_size: Sequence[int]) -> MLCSC:
-    """The :class:`~mlcsc.MLCSC` encoder of a ``model`` configuration, checked against the data."""
-    try:
-        encoder = MLCSC(
-            in_channels,
-            [list(layer) for layer in model["layers"]],
-            pursuit=model.get("pursuit", "ml_fista"),
-            n_iter=model.get("n_iter", 6),
-            threshold_init=model.get("threshold_init", 0.0),
-            step_init=model.get("step_init", 1.0),
-            threshold_mode=model.get("threshold_mode", "soft_nonneg"),
-        )
-        encoder.layer_sizes(input_size)
-    except KeyError as error:
-        raise ConfigError(f"model configuration needs {error}") from None
-    except ValueError as error:
-        raise ConfigError(f"invalid model configuration: {error}") from None
-    return encoder
+__all__ = ["DictionaryLearningModule", "dictionary_sparsity", "linear_probe"]
 
 
 def dictionary_sparsity(encoder: MLCSC) -> list[float]:
