@@ -32,6 +32,7 @@ import torch
 
 __all__ = [
     "OUTPUT_ROOT",
+    "relative_support",
     "Curve",
     "ExperimentParser",
     "check_choices",
@@ -407,3 +408,13 @@ def run_cli(
     run(**params)
     print(f"\n{name}: done in {time.perf_counter() - start:.1f} s; outputs in {params['output']}")
     return 0
+
+
+def relative_support(estimate: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``(B, N)`` mask of the entries above ``fraction`` times the largest, per signal.
+
+    The support of a basis-pursuit estimate, whose small entries are solver noise.
+    """
+    magnitude = estimate.detach().abs().flatten(1)
+    largest = magnitude.amax(dim=1, keepdim=True)
+    return (magnitude > fraction * largest) & (largest > 0)

@@ -45,6 +45,7 @@ from mlcsc.experiments._common import (
     make_parser,
     new_figure,
     prepare_output,
+    relative_support,
     resolve_params,
     run_cli,
     save_figure,
@@ -145,10 +146,8 @@ def _support(pursuit: str, dictionary, y: Tensor, truth: Tensor, p: dict[str, An
         steps = int(truth.sum(dim=1).max())
         scale = float(y.flatten(1).norm(dim=1).max())
         return omp(dictionary, y, k=steps, tol=1e-9 * max(scale, 1e-300)).flatten(1) != 0
-    codes = fista(dictionary, y, p["bp_lambda"], max_iter=p["bp_iter"], tol=1e-7).flatten(1)
-    magnitude = codes.abs()
-    largest = magnitude.amax(dim=1, keepdim=True)
-    return (magnitude > p["support_fraction"] * largest) & (largest > 0)
+    codes = fista(dictionary, y, p["bp_lambda"], max_iter=p["bp_iter"], tol=1e-7)
+    return relative_support(codes, p["support_fraction"])
 
 
 def run(

@@ -73,6 +73,7 @@ from mlcsc.experiments._common import (
     make_parser,
     new_figure,
     prepare_output,
+    relative_support,
     resolve_params,
     run_cli,
     save_figure,
@@ -237,16 +238,9 @@ def mlcsc_dictionaries(generator: torch.Generator, depth: int | None = None) -> 
 
 
 # ---------------------------------------------------------------------------------- measures
-def _support(estimate: Tensor, fraction: float) -> Tensor:
-    """``(B, N)`` mask of the entries above ``fraction`` times the largest (per signal)."""
-    magnitude = estimate.detach().abs().flatten(1)
-    largest = magnitude.amax(dim=1, keepdim=True)
-    return (magnitude > fraction * largest) & (largest > 0)
-
-
 def _support_match(estimate: Tensor, truth: Tensor, fraction: float) -> Tensor:
     """``(B,)`` bool: the estimated support equals the true one."""
-    return (_support(estimate, fraction) == (truth.flatten(1) != 0)).all(dim=1)
+    return (relative_support(estimate, fraction) == (truth.flatten(1) != 0)).all(dim=1)
 
 
 def _patch_sizes(dictionaries) -> list[int]:

@@ -50,6 +50,7 @@ from mlcsc.experiments._common import (
     make_parser,
     new_figure,
     prepare_output,
+    relative_support,
     resolve_params,
     run_cli,
     save_figure,
@@ -174,9 +175,7 @@ def _estimate(pursuit: str, dictionary, y: Tensor, k: int, p: dict[str, Any]) ->
     if pursuit == "thresholding":
         return thresholding(dictionary, y, k=k, mode="hard") != 0
     codes = fista(dictionary, y, p["bp_lambda"], max_iter=p["bp_iter"], tol=1e-7)
-    magnitude = codes.abs()
-    largest = magnitude.amax(dim=1, keepdim=True)
-    return (magnitude > p["support_fraction"] * largest) & (largest > 0)
+    return relative_support(codes, p["support_fraction"])
 
 
 def run(
