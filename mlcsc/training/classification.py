@@ -17,8 +17,8 @@ from torch import Tensor
 
 from mlcsc.errors import ConfigError
 from mlcsc.nn import MLCSC, MLCSCClassifier, conv_features
-from mlcsc.training.figures import atom_grid
-from mlcsc.training.optim import build_optimizer, build_scheduler
+from mlcsc.training.figures import log_atom_images
+from mlcsc.training.optim import lightning_optimizers
 
 __all__ = ["ClassificationModule", "build_classifier", "build_encoder", "MODEL_KEYS"]
 
@@ -177,26 +177,12 @@ class ClassificationModule(pl.LightningModule):
             self.log(f"step/layer{j}_relative", step.detach())
 
     def on_validation_epoch_end(self) -> None:
-        every = self.image_every_n_epochs
-        if not every or self.trainer.sanity_checking or self.current_epoch % every:
-            return
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image"):
-            return
-        experiment.add_image(
-            "atoms/layer1", atom_grid(self.encoder.dictionaries[0].weight), self.current_epoch
-        )
-        for i in range(1, self.encoder.num_layers + 1):
-            experiment.add_image(
-                f"effective_atoms/layer{i}",
-                atom_grid(self.encoder.effective_atoms(i)),
-                self.current_epoch,
-            )
+        log_atom_images(self, self.image_every_n_epochs)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.optimizer_config)
-        max_epochs = self._trainer.max_epochs if self._trainer is not None else 1
-        scheduler = build_scheduler(optimizer, self.scheduler_config, max_epochs or 1)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return lightning_optimizers(
+            self.parameters(),
+            self.optimizer_config,
+            self.scheduler_config,
+            self._trainer,
+        )

@@ -27,8 +27,8 @@ from mlcsc.nn import MLCSC
 from mlcsc.pursuit import multilayer_bp_objective
 from mlcsc.theory.sampling import sparsify_filters_
 from mlcsc.training.classification import build_encoder, code_statistics
-from mlcsc.training.figures import atom_grid
-from mlcsc.training.optim import build_optimizer, build_scheduler
+from mlcsc.training.figures import log_atom_images
+from mlcsc.training.optim import lightning_optimizers
 
 __all__ = ["DictionaryLearningModule", "dictionary_sparsity", "linear_probe"]
 
@@ -162,27 +162,15 @@ class DictionaryLearningModule(pl.LightningModule):
             self.log(f"dictionary/layer{j}_zeros_pct", value)
 
     def on_validation_epoch_end(self) -> None:
-        every = self.image_every_n_epochs
-        if not every or self.trainer.sanity_checking or self.current_epoch % every:
-            return
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image"):
-            return
-        for i in range(1, self.encoder.num_layers + 1):
-            experiment.add_image(
-                f"effective_atoms/layer{i}",
-                atom_grid(self.encoder.effective_atoms(i)),
-                self.current_epoch,
-            )
+        log_atom_images(self, self.image_every_n_epochs)
 
     def configure_optimizers(self):
-        parameters = [p for p in self.encoder.dictionaries.parameters() if p.requires_grad]
-        optimizer = build_optimizer(parameters, self.optimizer_config)
-        max_epochs = self._trainer.max_epochs if self._trainer is not None else 1
-        scheduler = build_scheduler(optimizer, self.scheduler_config, max_epochs or 1)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return lightning_optimizers(
+            [p for p in self.encoder.dictionaries.parameters() if p.requires_grad],
+            self.optimizer_config,
+            self.scheduler_config,
+            self._trainer,
+        )
 
 
 @torch.no_grad()

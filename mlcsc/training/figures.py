@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["atom_grid", "save_png", "save_dictionary_figures"]
+__all__ = ["atom_grid", "log_atom_images", "save_png", "save_dictionary_figures"]
 
 
 def atom_grid(atoms: Tensor, max_atoms: int = 64, padding: int = 1) -> Tensor:
@@ -111,3 +111,22 @@ def save_dictionary_figures(encoder, sample: Tensor, folder: str | Path) -> dict
     figure.savefig(paths["pursuit"], dpi=110)
     plt.close(figure)
     return paths
+
+
+def log_atom_images(module, every_n_epochs: int) -> None:
+    """Log the first-layer atoms and the effective atoms of every layer of ``module.encoder`` to
+    TensorBoard, every ``every_n_epochs`` epochs (0: never; nothing without a TensorBoard logger).
+    """
+    if not every_n_epochs or module.trainer.sanity_checking:
+        return
+    if module.current_epoch % every_n_epochs:
+        return
+    experiment = getattr(module.logger, "experiment", None)
+    if experiment is None or not hasattr(experiment, "add_image"):
+        return
+    encoder, epoch = module.encoder, module.current_epoch
+    experiment.add_image("atoms/layer1", atom_grid(encoder.dictionaries[0].weight), epoch)
+    for i in range(1, encoder.num_layers + 1):
+        experiment.add_image(
+            f"effective_atoms/layer{i}", atom_grid(encoder.effective_atoms(i)), epoch
+        )

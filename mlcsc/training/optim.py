@@ -9,7 +9,13 @@ import torch
 
 from mlcsc.errors import ConfigError
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "build_optimizer",
+    "build_scheduler",
+    "lightning_optimizers",
+]
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
@@ -63,3 +69,13 @@ def build_scheduler(
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid option for scheduler {name!r}: {error}") from None
     return {"scheduler": scheduler, "interval": interval}
+
+
+def lightning_optimizers(
+    parameters, optimizer: Mapping[str, Any], scheduler: Mapping[str, Any] | None, trainer
+):
+    """What a LightningModule's ``configure_optimizers`` returns for these configurations."""
+    built = build_optimizer(parameters, optimizer)
+    max_epochs = (trainer.max_epochs if trainer is not None else None) or 1
+    schedule = build_scheduler(built, scheduler, max_epochs)
+    return built if schedule is None else {"optimizer": built, "lr_scheduler": schedule}

@@ -189,11 +189,9 @@ def _dictionary_learning_report(module, datamodule, task, run_dir: Path, metrics
     }
 
 
-def _check_optimizer(module: ClassificationModule) -> None:
-    from mlcsc.training.optim import build_optimizer, build_scheduler
-
-    optimizer = build_optimizer(module.parameters(), module.optimizer_config)
-    build_scheduler(optimizer, module.scheduler_config, 1)
+def _check_optimizer(module) -> None:
+    """Build the optimizer and schedule once, so that a bad configuration fails before fitting."""
+    module.configure_optimizers()
 
 
 def _load_module(ckpt: str, n_iter: int | None = None) -> ClassificationModule:
