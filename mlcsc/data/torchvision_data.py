@@ -247,6 +247,18 @@ class _MNISTLikeDataModule(_TorchvisionDataModule):
     num_classes = 10
     _files = _MNIST_FILES
 
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = "data",
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_size: int | float = 5000,
+        seed: int = 0,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__(root, download, batch_size, num_workers, val_size, seed, normalize)
+
     def _raw_images(self, dataset: Any) -> Tensor:
         return torch.as_tensor(dataset.data, dtype=torch.uint8).unsqueeze(1)  # (N, 1, 28, 28)
 
@@ -277,18 +289,6 @@ class MNISTDataModule(_MNISTLikeDataModule):
     std = (0.3081,)
     _subfolder = os.path.join("MNIST", "raw")
     _title = "MNIST"
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str] = "data",
-        download: bool = False,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_size: int | float = 5000,
-        seed: int = 0,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(root, download, batch_size, num_workers, val_size, seed, normalize)
 
     def _dataset_class(self) -> type[datasets.VisionDataset]:
         return datasets.MNIST
@@ -331,18 +331,6 @@ class FashionMNISTDataModule(_MNISTLikeDataModule):
     std = (0.3530,)
     _subfolder = os.path.join("FashionMNIST", "raw")
     _title = "Fashion-MNIST"
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str] = "data",
-        download: bool = False,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_size: int | float = 5000,
-        seed: int = 0,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(root, download, batch_size, num_workers, val_size, seed, normalize)
 
     def _dataset_class(self) -> type[datasets.VisionDataset]:
         return datasets.FashionMNIST
