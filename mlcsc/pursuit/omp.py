@@ -22,11 +22,19 @@ batch; the only Python loop is over the ``≤ k`` steps. Step ``s`` with chosen 
   ``[wᵀ ℓ]`` and ``L⁻¹`` the row ``[−wᵀL⁻¹/ℓ  1/ℓ]``;
 * ``ζ_s = α_j/ℓ`` (the coefficient of ``y`` on the new orthonormal direction), so that
   ``ζ = L⁻¹D̂_Sᵀy`` and ``‖r‖² ← ‖r‖² − ζ_s²``;
-* ``Γ_S = L⁻ᵀζ`` and ``α = α₀ − Ĝ_{:,S}Γ_S``, a weighted sum of ``s`` gathered Gram rows
-  (one ``embedding_bag`` for the batch).
+* ``Γ_S = L⁻ᵀζ`` (``Γ_S ← Γ_S + ζ_s·L⁻¹[s, :]``) and ``α = α₀ − Ĝ_{:,S}Γ_S``, a weighted sum of
+  ``s`` gathered Gram rows (one ``embedding_bag`` for the batch).
 
 Per step and signal this costs ``O(s·m)`` operations, with ``O(k² + m)`` memory; the batch is
 processed in chunks of a few thousand signals so that the passes stay in cache.
+
+Only the selection needs the whole vector ``α``; it is computed in float32 whatever the working
+precision, which halves the memory traffic of the passes over it, and the argmax is read from
+one integer ``amax`` over the bit patterns of ``|α|`` with the index packed into their low bits.
+In float64 the float32 error of ``α`` is bounded (``c·eps₃₂·(‖y‖₂ + ‖Γ_S‖₁)``); a signal whose
+runner-up comes within twice that bound of the winner (a rare near-tie) is decided again from
+``α`` in float64. Everything else (``α_j``, the Cholesky factor, ``ζ``, ``Γ_S``) is computed in
+the working precision, so the codes are those of OMP in float64.
 
 Convolutional dictionaries are handled by building the explicit matrix of ``D`` for the
 image size (:func:`explicit_matrix`), which limits OMP there to small images.
@@ -69,6 +77,8 @@ _CORRELATION_RTOL = 10.0
 # float64: the passes over them stay in cache while the per-step overhead of the ~40 tensor
 # operations is amortised), and of the (chunk, k, k) factor.
 _CHUNK_ENTRIES = 1 << 19
+# Precision of the correlations used to select the atoms (see _greedy).
+_FAST = torch.float32
 
 
 class SparseCodes(NamedTuple):
@@ -106,8 +116,7 @@ def omp(
 
     Greedily selects atoms by ``argmax_i |d_iᵀr| / ‖d_i‖₂`` (atoms need not have unit norm:
     correlations are normalised for the selection and the least-squares fit uses the atoms
-    as they are; ties go to the lower index, and in float64 correlations equal to within
-    ``2⁻⁴⁰`` relative count as tied) and refits ``Γ_S = argmin ‖y − D_SΓ_S‖₂`` after every
+    as they are; ties go to the lower index) and refits ``Γ_S = argmin ‖y − D_SΓ_S‖₂`` after every
     selection. Each signal stops on its own, and its codes stop changing, when
 
     * it has ``k`` atoms (``k`` is capped at ``n``, the signal dimension: ``n`` independent
@@ -233,20 +242,13 @@ def _omp_matrix(matrix: Tensor, signals: Tensor, k: int | None, tol: float | Non
     scale = torch.where(norms > 0, norms, torch.ones_like(norms))  # zero columns: never chosen
     unit = matrix / scale
     if n_atoms * n_atoms <= _MAX_GRAM_ENTRIES:
-        gram: _Gram = _ExplicitGram(unit.T @ unit)
+        gram: _Gram = _ExplicitGram(unit)
     else:
         gram = _ImplicitGram(unit)
     chunk = max(1, _CHUNK_ENTRIES // max(n_atoms, steps * steps))
-    select = _Selector(n_atoms, signals.dtype, signals.device)
+    select = _Selector(n_atoms, signals.device)
     parts = [
-        _greedy(
-            gram,
-            select,
-            signals[start : start + chunk] @ unit,
-            signals[start : start + chunk],
-            steps,
-            tol,
-        )
+        _greedy(gram, select, signals[start : start + chunk], steps, tol)
         for start in range(0, batch, chunk)
     ]
     if not parts:  # empty batch
@@ -270,147 +272,216 @@ def _pad(tensor: Tensor, width: int, value: float) -> Tensor:
 
 
 class _Gram:
-    """Access to the Gram matrix ``Ĝ = D̂ᵀD̂`` of the unit atoms, for a batch of supports."""
+    """Access to the unit atoms ``D̂`` and their Gram matrix ``Ĝ = D̂ᵀD̂``.
+
+    The correlations ``α = D̂ᵀr = α₀ − Ĝ[:, S]γ`` with the residual are needed twice: in float32
+    for the selection of every signal (:meth:`fast_correlations`), and in the working precision
+    for the few signals whose selection float32 cannot decide (:meth:`exact_correlations`).
+    """
+
+    def __init__(self, unit: Tensor):
+        self.unit = unit  # (n, N)
+        self.atoms = unit.T.contiguous()  # (N, n)
+        self.fast_unit = unit.to(_FAST)
+
+    def project(self, signals: Tensor) -> Tensor:
+        """``α₀ = D̂ᵀy`` in the working precision: ``(B, n)`` → ``(B, N)``."""
+        return signals @ self.unit
 
     def entries(self, support: Tensor, atom: Tensor) -> Tensor:
         """``Ĝ[support[b, t], atom[b]]``: ``(B, s)`` and ``(B,)`` → ``(B, s)``."""
         raise NotImplementedError
 
-    def correlations(self, alpha0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        """A function ``(S, γ) ↦ α₀ − Ĝ[:, S]γ`` for the signals with ``D̂ᵀy = alpha0``.
+    def fast_correlations(
+        self, alpha0: Tensor, signals: Tensor
+    ) -> Callable[[Tensor, Tensor], Tensor]:
+        """A function ``(S, γ) ↦ α₀ − Ĝ[:, S]γ`` in float32, for signals with ``D̂ᵀy = alpha0``.
 
         ``S`` and ``γ`` are ``(B, s)``; the result ``(B, N)`` is ``D̂ᵀ(y − D̂_Sγ)``.
         """
         raise NotImplementedError
 
+    def exact_correlations(self, alpha0: Tensor, support: Tensor, gamma: Tensor) -> Tensor:
+        """``α₀ − Ĝ[:, S]γ`` in the working precision (a few rows)."""
+        raise NotImplementedError
+
+    def fast_error(self, n: int, steps: int) -> float:
+        """``c`` such that ``|α_fast − α| ≤ c·eps₃₂·(max|α₀| + ‖γ‖₁)`` entrywise (``s`` atoms)."""
+        raise NotImplementedError
+
 
 class _ExplicitGram(_Gram):
-    """The ``N × N`` Gram matrix, precomputed.
+    """The ``N × N`` Gram matrix, precomputed (in the working precision and in float32).
 
     ``α₀ − Ĝ[:, S]γ`` is one ``embedding_bag`` (a weighted sum of gathered rows) over the
     table ``[Ĝ; α₀ᵀ]`` with weights ``(−γ, 1)``: the rows of ``Ĝ`` stay in cache and the result
     is written once.
     """
 
-    def __init__(self, gram: Tensor):
-        self.gram = gram
+    def __init__(self, unit: Tensor):
+        super().__init__(unit)
+        self.gram = unit.T @ unit
+        self.fast_gram = self.gram.to(_FAST)
 
     def entries(self, support: Tensor, atom: Tensor) -> Tensor:
-        return self.gram[support, atom.unsqueeze(1)]
+        # Ĝ is symmetric: read row j (contiguous) through one flat index_select
+        flat = (atom * self.gram.shape[0]).unsqueeze(1) + support
+        return self.gram.view(-1).index_select(0, flat.view(-1)).view_as(support)
 
-    def correlations(self, alpha0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def fast_correlations(
+        self, alpha0: Tensor, signals: Tensor
+    ) -> Callable[[Tensor, Tensor], Tensor]:
         n_atoms, batch = self.gram.shape[0], alpha0.shape[0]
-        table = torch.cat([self.gram, alpha0])  # (N + B, N)
+        table = self.fast_gram.new_empty(n_atoms + batch, n_atoms)
+        table[:n_atoms] = self.fast_gram
+        table[n_atoms:] = alpha0  # rounded to float32
         own = torch.arange(n_atoms, n_atoms + batch, device=alpha0.device).unsqueeze(1)
-        ones = torch.ones(batch, 1, dtype=alpha0.dtype, device=alpha0.device)
+        ones = torch.ones(batch, 1, dtype=_FAST, device=alpha0.device)
 
         def correlations(support: Tensor, gamma: Tensor) -> Tensor:
             index = torch.cat([support, own], dim=1)
-            weights = torch.cat([-gamma, ones], dim=1)
+            weights = torch.cat([-gamma.to(_FAST), ones], dim=1)
             return F.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
 
         return correlations
 
+    def exact_correlations(self, alpha0: Tensor, support: Tensor, gamma: Tensor) -> Tensor:
+        if support.shape[1] == 0:
+            return alpha0.clone()
+        fit = F.embedding_bag(support, self.gram, per_sample_weights=gamma, mode="sum")
+        return alpha0 - fit
+
+    def fast_error(self, n: int, steps: int) -> float:
+        # α₀ and Ĝ rounded to float32 (½eps each), γ rounded (½eps), a sum of s + 1 terms
+        return steps + 3.0
+
 
 class _ImplicitGram(_Gram):
-    """Gram entries computed from the ``(n, N)`` unit atoms when ``N²`` is too large to store."""
+    """Gram entries computed from the ``(n, N)`` unit atoms when ``N²`` is too large to store;
+    the correlations as ``D̂ᵀ(y − D̂_Sγ)``."""
 
     def __init__(self, unit: Tensor):
-        self.unit = unit
-        self.atoms = unit.T.contiguous()  # (N, n)
+        super().__init__(unit)
+        self.fast_atoms = self.atoms.to(_FAST)
 
     def entries(self, support: Tensor, atom: Tensor) -> Tensor:
         return (self.atoms[support] * self.atoms[atom].unsqueeze(1)).sum(2)
 
-    def correlations(self, alpha0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def fast_correlations(
+        self, alpha0: Tensor, signals: Tensor
+    ) -> Callable[[Tensor, Tensor], Tensor]:
+        fast_signals = signals.to(_FAST)
+
         def correlations(support: Tensor, gamma: Tensor) -> Tensor:
-            fit = F.embedding_bag(support, self.atoms, per_sample_weights=gamma, mode="sum")
-            return torch.addmm(alpha0, fit, self.unit, alpha=-1.0)  # D̂ᵀ(y − D̂_Sγ)
+            if support.shape[1] == 0:
+                return fast_signals @ self.fast_unit
+            weights = gamma.to(_FAST)
+            fit = F.embedding_bag(support, self.fast_atoms, per_sample_weights=weights, mode="sum")
+            return (fast_signals - fit) @ self.fast_unit
 
         return correlations
 
+    def exact_correlations(self, alpha0: Tensor, support: Tensor, gamma: Tensor) -> Tensor:
+        if support.shape[1] == 0:
+            return alpha0.clone()
+        fit = F.embedding_bag(support, self.atoms, per_sample_weights=gamma, mode="sum")
+        return torch.addmm(alpha0, fit, self.unit, alpha=-1.0)
+
+    def fast_error(self, n: int, steps: int) -> float:
+        # y and the atoms rounded, the fit a sum of s terms, inner products of length n
+        return 2.0 * (n + steps + 3.0)
+
 
 class _Selector:
-    """``(max_i |α_i|, argmax_i |α_i|)`` per row, faster than ``abs().max(dim=1)``.
+    """The index of the largest ``|α_i|`` per row of float32 correlations, and whether another
+    entry comes so close that the caller must decide the row itself.
 
     ``max`` with indices is several times slower on CPU than ``amax``. The index is therefore
-    packed into the low bits of the IEEE bit pattern of ``|α_i|`` (non-negative floats order
-    like their bit patterns read as integers) and recovered from one integer ``amax``; the
-    lower index wins a tie. float32 is widened to float64 first, whose 29 spare mantissa bits
-    hold the index exactly. In float64 the index replaces the lowest ``⌈log₂ N⌉`` mantissa bits
-    **in place** (``alpha`` is overwritten), so correlations equal to within
-    ``2^(⌈log₂ N⌉ − 52)`` relative count as tied; this is used only while that is at most
-    ``2⁻⁴⁰`` (``N ≤ 4096``), else the plain ``max`` is used. The returned maximum may lose those
-    low bits; the caller recomputes ``α_j`` exactly.
+    packed into the low ``b = ⌈log₂ N⌉`` mantissa bits of the IEEE bit pattern of ``|α_i|``
+    (non-negative floats order like their bit patterns read as integers) and recovered from one
+    integer ``amax``, **in place** (``alpha`` is overwritten). Packing merges values within
+    ``2^(b−23)`` relative; a second ``amax`` with the winner removed flags every row where
+    another entry is merged with the winner, or lies within the given margin of it (so exact
+    ties are always flagged, and the caller applies the lower-index rule). Beyond ``N = 1024``
+    atoms the plain ``max`` is used, with the same runner-up test.
     """
 
-    def __init__(self, n_atoms: int, dtype: torch.dtype, device: torch.device):
+    def __init__(self, n_atoms: int, device: torch.device):
         self.bits = max(1, (n_atoms - 1).bit_length())
-        self.widen = dtype == torch.float32 and self.bits <= 29
-        self.packed = self.widen or (dtype == torch.float64 and self.bits <= 12)
-        self.low = (1 << self.bits) - 1
-        self.ramp = torch.arange(n_atoms - 1, -1, -1, device=device)  # N − 1 − i: low index wins
-        clear = (1 << 63) - 1 if self.widen else ((1 << 63) - 1) ^ self.low  # sign (and low bits)
-        self.clear = torch.tensor(clear, dtype=torch.int64, device=device)
+        self.packed = self.bits <= 10
+        self.low = (1 << self.bits) - 1 if self.packed else 0
+        self.ramp = torch.arange(n_atoms, device=device, dtype=torch.int32)
+        clear = ((1 << 31) - 1) ^ self.low  # the sign (and the low bits)
+        self.clear = torch.tensor(clear, dtype=torch.int32, device=device)
 
-    def scratch(self, alpha: Tensor) -> Tensor | None:
-        """The float64 buffer :meth:`__call__` needs for a chunk shaped like ``alpha``."""
-        return (
-            torch.empty(alpha.shape, dtype=torch.float64, device=alpha.device)
-            if self.widen
-            else None
-        )
-
-    def __call__(self, alpha: Tensor, scratch: Tensor | None) -> tuple[Tensor, Tensor]:
-        if not self.packed:
-            return alpha.abs().max(dim=1)
-        if self.widen:
-            key = scratch.copy_(alpha).view(torch.int64)  # float32 → float64 is exact
+    def __call__(self, alpha: Tensor, margin: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(best, index, ambiguous)`` for float32 ``alpha`` ``(B, N)`` and ``margin`` ``(B,)``
+        (``None``: only the merged values are ambiguous). ``best`` is a lower bound within
+        ``2^(b−23)`` relative of the largest ``|α_i|``."""
+        key = alpha.view(torch.int32).bitwise_and_(self.clear)  # |α| with the low bits cleared
+        if self.packed:
+            top = key.bitwise_or_(self.ramp).amax(dim=1)
+            index = (top & self.low).long()
         else:
-            key = alpha.view(torch.int64)
-        top = key.bitwise_and_(self.clear).bitwise_or_(self.ramp).amax(dim=1)
-        index = (len(self.ramp) - 1) - (top & self.low)
-        best = (top & ~self.low).view(torch.float64).to(alpha.dtype)
-        return best, index
+            top, index = key.max(dim=1)
+        floor = top & ~self.low
+        best = floor.view(torch.float32)
+        key.scatter_(1, index.unsqueeze(1), 0)
+        second = key.amax(dim=1) & ~self.low
+        if margin is not None:  # the bucket of best − margin (all entries when it is negative)
+            threshold = (best - margin).view(torch.int32) & ~self.low
+            floor = torch.minimum(floor, threshold)
+        return best, index, second >= floor
 
 
 def _greedy(
-    gram: _Gram,
-    select: _Selector,
-    alpha0: Tensor,
-    signals: Tensor,
-    steps: int,
-    tol: float | None,
+    gram: _Gram, select: _Selector, signals: Tensor, steps: int, tol: float | None
 ) -> SparseCodes:
     """The OMP iterations for one chunk of signals against unit-norm (or zero) atoms.
 
-    ``alpha`` (``D̂ᵀr``) is recomputed every step as ``α₀ − Ĝ[:, S]Γ_S`` with exact zeros at the
-    chosen atoms, so that none is chosen twice; the selection may overwrite it. ``inverse`` is
-    ``L⁻¹`` for the Cholesky factor ``L`` of ``Ĝ_SS``, grown by one row per step;
-    ``ζ = L⁻¹D̂_Sᵀy`` grows by one entry, and ``Γ_S = L⁻ᵀζ``.
+    The correlations ``α = D̂ᵀr`` used for the selection are recomputed every step in float32 as
+    ``α₀ − Ĝ[:, S]Γ_S``, with exact zeros at the chosen atoms so that none is chosen twice.
+    Their error is bounded by ``E = c·eps₃₂·(max|α₀| + ‖Γ_S‖₁)`` (:meth:`_Gram.fast_error`), so
+    every row whose runner-up lies within ``2E`` of the winner is decided again with ``α`` in the
+    working precision: the chosen atoms are those of OMP in the working precision.
+    ``inverse`` is ``L⁻¹`` for the Cholesky factor ``L`` of ``Ĝ_SS``, grown by one row per step;
+    ``ζ = L⁻¹D̂_Sᵀy`` grows by one entry, and ``Γ_S = L⁻ᵀζ = Σ_t ζ_t L⁻¹[t, :]``.
     """
-    batch = alpha0.shape[0]
-    dtype, device = alpha0.dtype, alpha0.device
+    batch, n = signals.shape
+    dtype, device = signals.dtype, signals.device
     eps = torch.finfo(dtype).eps
+    alpha0 = gram.project(signals)
     residual = signals.pow(2).sum(1)  # ‖r‖², updated as ‖r‖² − ζ_s²
     floor = (_CORRELATION_RTOL * eps) * residual.sqrt()
     inverse = torch.zeros(batch, steps, steps, dtype=dtype, device=device)  # L⁻¹
     zeta = torch.zeros(batch, steps, dtype=dtype, device=device)
+    gamma = torch.zeros(batch, steps, dtype=dtype, device=device)  # Γ_S = L⁻ᵀζ
     support = torch.zeros(batch, steps, dtype=torch.long, device=device)
     indices = torch.full((batch, steps), -1, dtype=torch.long, device=device)
     active = torch.ones(batch, dtype=torch.bool, device=device)
     if tol is not None:
         active &= residual > tol * tol
-    correlations = gram.correlations(alpha0)
-    alpha, gamma = alpha0.clone(), None
-    scratch = select.scratch(alpha0)
+    correlations = gram.fast_correlations(alpha0, signals)
+    exact = dtype != _FAST
+    if exact:  # the float32 error bound is c·eps₃₂·(‖y‖₂ + ‖Γ_S‖₁), as max|α₀| ≤ ‖y‖₂
+        norm = residual.sqrt()
+    alpha = alpha0.to(_FAST, copy=True)
     one = torch.ones((), dtype=dtype, device=device)
     used = 0
     for s in range(steps):
         if not bool(active.any()):
             break
         used = s + 1
-        best, j = select(alpha, scratch)
+        margin = None
+        if exact:
+            bound = gamma[:, :s].abs().sum(1).add_(norm)
+            margin = bound.mul_(2.0 * gram.fast_error(n, s) * torch.finfo(_FAST).eps).to(_FAST)
+        _, j, ambiguous = select(alpha, margin)
+        rows = (ambiguous & active).nonzero().squeeze(1)
+        if len(rows):  # decide these in the working precision
+            again = gram.exact_correlations(alpha0[rows], support[rows, :s], gamma[rows, :s])
+            again.scatter_(1, support[rows, :s], 0.0)
+            j[rows] = again.abs().argmax(dim=1)
         alpha_j = alpha0.gather(1, j.unsqueeze(1)).squeeze(1)  # d̂_jᵀr, recomputed exactly
         if s == 0:
             w = None
@@ -418,10 +489,10 @@ def _greedy(
         else:
             previous = inverse[:, :s, :s]
             g = gram.entries(support[:, :s], j)  # Ĝ_{S,j}
-            alpha_j = alpha_j - (g * gamma).sum(1)
             w = torch.bmm(previous, g.unsqueeze(2)).squeeze(2)  # L⁻¹Ĝ_{S,j}
+            alpha_j = alpha_j - (w * zeta[:, :s]).sum(1)  # Ĝ_{S,j}ᵀL⁻ᵀζ = wᵀζ
             pivot_sq = 1.0 - (w * w).sum(1)  # squared distance of d̂_j from span(D̂_S)
-        add = active & (best > floor) & (pivot_sq > _PIVOT_RTOL * eps)
+        add = active & (alpha_j.abs() > floor) & (pivot_sq > _PIVOT_RTOL * eps)
         pivot = torch.where(add, pivot_sq.clamp_min(eps).sqrt(), one)
         if w is not None:  # new row of L⁻¹: [−wᵀL⁻¹/ℓ, 1/ℓ]
             row = torch.bmm(w.unsqueeze(1), previous).squeeze(1)
@@ -435,9 +506,10 @@ def _greedy(
         residual = residual - z * z
         active = add if tol is None else add & (residual > tol * tol)
         if s + 1 < steps:
-            gamma = _solve(inverse[:, : s + 1, : s + 1], zeta[:, : s + 1])
-            alpha = correlations(support[:, : s + 1], gamma)
-            alpha.scatter_(1, support[:, : s + 1], 0.0)
+            gamma[:, : s + 1].addcmul_(inverse[:, s, : s + 1], z.unsqueeze(1))
+            alpha = correlations(support[:, : s + 1], gamma[:, : s + 1])
+            if not exact:  # else a chosen atom wins only when every |α| is within the margin
+                alpha.scatter_(1, support[:, : s + 1], 0.0)
     indices = indices[:, :used]
     counts = (indices >= 0).sum(1)
     # Γ_S = L⁻ᵀζ; rows of signals that stopped early are (0 … 0 1) with ζ = 0, giving 0
