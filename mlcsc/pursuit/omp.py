@@ -74,9 +74,9 @@ _MAX_GRAM_ENTRIES = 1 << 24
 _PIVOT_RTOL = 100.0
 _CORRELATION_RTOL = 10.0
 # Signals per chunk: about _CHUNK_ENTRIES entries of the (chunk, N) correlations (4 MB in
-# float64: the passes over them stay in cache while the per-step overhead of the ~40 tensor
+# float32: the passes over them stay in cache while the per-step overhead of the ~60 tensor
 # operations is amortised), and of the (chunk, k, k) factor.
-_CHUNK_ENTRIES = 1 << 19
+_CHUNK_ENTRIES = 1 << 20
 # Precision of the correlations used to select the atoms (see _greedy).
 _FAST = torch.float32
 
