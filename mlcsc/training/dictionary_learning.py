@@ -11,6 +11,13 @@ objective with the codes fixed), followed by atom normalisation and, optionally,
 of the filters of each layer onto a given density (sparse filters keep the intermediate codes
 ``Γ_i = D_{i+1}Γ_{i+1}`` sparse, as in the lecture's learned MNIST dictionaries, whose D₂ and D₃
 are 99 % sparse).
+
+Identifiability: the data term fixes only the products ``D₁⋯D_K``; with dense deeper filters the
+ℓ1 terms favour large-norm combinations of first-layer atoms, so ``D₁`` is determined only once
+the deeper layers are constrained (``filter_density``). Even then the gradient steps reach local
+minima on planted data: on signals drawn from a known two-layer model the objective at the
+planted dictionaries is well below the one learning stops at, and the learned first-layer atoms
+often come out as one-pixel-shifted, cropped copies of the planted ones.
 """
 
 from __future__ import annotations
