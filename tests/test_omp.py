@@ -74,6 +74,19 @@ def test_omp_equals_sklearn_with_k_atoms(k):
     torch.testing.assert_close(codes, reference, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("stored_gram", [True, False])
+def test_omp_equals_sklearn_with_many_atoms(monkeypatch, stored_gram):
+    """Beyond 1,024 atoms the selection runs unpacked (plain max with the runner-up test)."""
+    if not stored_gram:
+        monkeypatch.setattr(omp_module, "_MAX_GRAM_ENTRIES", 0)
+    dictionary = _unit_dense(24, 1500, seed=41)
+    y = _signals(10, 24, seed=42)
+    codes = omp(dictionary, y, k=5)
+    reference = _sklearn_omp(dictionary.weight.detach(), y, k=5)
+    assert torch.equal(codes != 0, reference != 0)
+    torch.testing.assert_close(codes, reference, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("tol", [0.5, 1.5, 3.0])
 def test_omp_equals_sklearn_with_a_residual_tolerance(tol):
     dictionary = _unit_dense(30, 60, seed=7)
