@@ -323,6 +323,22 @@ def test_reconstruct_returns_the_input_size(size):
     assert image.shape == x.shape
 
 
+def test_model_codes_are_the_synthesis_chain_of_the_deepest_code():
+    model = _model("ml_fista", n_iter=2)
+    x = torch.randn(2, 2, *SIZE, dtype=torch.float64)
+    gamma = model(x)
+    codes = model.model_codes(gamma, SIZE)
+    assert len(codes) == model.num_layers and codes[-1] is gamma
+    sizes = model.layer_sizes(SIZE)
+    for j in range(1, model.num_layers):  # Γ_{j−1} = D_jΓ_j, shaped like the pursuit's codes
+        expected = model.dictionaries[j].synthesize(codes[j], sizes[j])
+        torch.testing.assert_close(codes[j - 1], expected)
+    assert [c.shape for c in codes] == [c.shape for c in model(x, return_all=True)]
+    torch.testing.assert_close(
+        model.dictionaries[0].synthesize(codes[0], SIZE), model.reconstruct(gamma, SIZE)
+    )
+
+
 # --------------------------------------------------------------------------------- shapes, options
 
 

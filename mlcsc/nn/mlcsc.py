@@ -263,11 +263,29 @@ class MLCSC(nn.Module):
             output_size: the ``(H, W)`` of the images the code came from (for strided layers
                 several sizes share a code size); default the smallest consistent size.
         """
+        return self._synthesis_chain(gamma_K, output_size)[0]
+
+    def model_codes(
+        self, gamma_K: Tensor, output_size: Sequence[int] | None = None
+    ) -> list[Tensor]:
+        """The codes of every layer that the deepest code defines, ``[Γ₁, …, Γ_K]`` with
+        ``Γ_{i−1} = D_iΓ_i``: the model's own intermediate representations (the iterative
+        pursuits return their last per-layer iterates instead, which are close to these only
+        once converged).
+
+        Args:
+            gamma_K: deepest code ``(B, m_K, H_K, W_K)``.
+            output_size: as for :meth:`reconstruct`.
+        """
+        return self._synthesis_chain(gamma_K, output_size)[1:]
+
+    def _synthesis_chain(self, gamma_K: Tensor, output_size) -> list[Tensor]:
+        """``[D₁⋯D_KΓ_K, D₂⋯D_KΓ_K, …, Γ_K]``."""
         sizes = self.layer_sizes(output_size) if output_size is not None else None
-        signal = gamma_K
+        chain = [gamma_K]
         for j in range(self.num_layers - 1, -1, -1):
-            signal = self.dictionaries[j].synthesize(signal, sizes[j] if sizes else None)
-        return signal
+            chain.insert(0, self.dictionaries[j].synthesize(chain[0], sizes[j] if sizes else None))
+        return chain
 
     @torch.no_grad()
     def effective_atoms(self, i: int) -> Tensor:

@@ -124,12 +124,15 @@ class DictionaryLearningModule(pl.LightningModule):
             dictionary.normalize_()
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        return self.encoder(x, return_all=True)
+        """The model's codes ``[Γ₁, …, Γ_K]``: ``Γ_K`` from the pursuit and ``Γ_{i−1} = D_iΓ_i``."""
+        gamma = self.encoder(x)
+        return self.encoder.model_codes(gamma, x.shape[-2:])
 
     def objective(self, x: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """Mean ML-BP objective over the batch with codes from the pursuit (held fixed)."""
+        """Mean ML-BP objective over the batch with codes from the pursuit (held fixed), its
+        reconstruction term, and the model's codes ``[Γ₁, …, Γ_K]`` (detached)."""
         with torch.no_grad():
-            codes = self.encoder(x, return_all=True)  # [Γ₁ … Γ_K] for the current D
+            codes = self(x)  # for the current D
         dictionaries = list(self.encoder.dictionaries)
         objective = multilayer_bp_objective(dictionaries, x, codes[-1], self.lambdas).mean()
         reconstruction = self.encoder.reconstruct(codes[-1], x.shape[-2:])

@@ -55,7 +55,9 @@ def save_png(image: Tensor, path: str | Path, scale: int = 4) -> Path:
     return path
 
 
-def save_dictionary_figures(encoder, sample: Tensor, folder: str | Path) -> dict[str, Path]:
+def save_dictionary_figures(
+    encoder, sample: Tensor, folder: str | Path, codes: list[Tensor] | None = None
+) -> dict[str, Path]:
     """Write the lecture's figures of a learned ML-CSC model as PNG files.
 
     * ``atoms_layer1.png``: the atoms of ``D₁``;
@@ -67,6 +69,8 @@ def save_dictionary_figures(encoder, sample: Tensor, folder: str | Path) -> dict
         encoder: an :class:`~mlcsc.MLCSC`.
         sample: one input ``(C, H, W)`` or ``(1, C, H, W)``.
         folder: where to write the files.
+        codes: the codes ``[Γ₁, …, Γ_K]`` of ``sample`` to draw; default those the encoder's
+            pursuit returns.
 
     Returns:
         name → path of every file written.
@@ -86,11 +90,12 @@ def save_dictionary_figures(encoder, sample: Tensor, folder: str | Path) -> dict
         name = f"effective_atoms_layer{i}"
         paths[name] = save_png(atom_grid(encoder.effective_atoms(i)), folder / f"{name}.png", 2)
     sample = sample if sample.ndim == 4 else sample.unsqueeze(0)
-    was_training = encoder.training
-    encoder.eval()
-    with torch.no_grad():
-        codes = encoder(sample, return_all=True)
-    encoder.train(was_training)
+    if codes is None:
+        was_training = encoder.training
+        encoder.eval()
+        with torch.no_grad():
+            codes = encoder(sample, return_all=True)
+        encoder.train(was_training)
     figure, axes = plt.subplots(1, len(codes) + 1, figsize=(3.2 * (len(codes) + 1), 3.4))
     axes[0].imshow(sample[0].detach().float().mean(0).cpu(), cmap="gray")
     axes[0].set_title("input")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -166,10 +167,13 @@ def _dictionary_learning_report(module, datamodule, task, run_dir: Path, metrics
     from mlcsc.training.dictionary_learning import dictionary_sparsity, linear_probe
     from mlcsc.training.figures import save_dictionary_figures
 
-    encoder = module.encoder.eval()
+    module.eval()
+    encoder = module.encoder
     datamodule.setup("test")
     sample = next(iter(datamodule.test_dataloader()))[0][:1]
-    save_dictionary_figures(encoder, sample, run_dir / "figures")
+    with torch.no_grad():
+        codes = module(sample)  # the model's codes: Γ_K from the pursuit, Γ_{i−1} = D_iΓ_i
+    save_dictionary_figures(encoder, sample, run_dir / "figures", codes)
     probe = None
     if task.get("probe", True):
         probe = linear_probe(
