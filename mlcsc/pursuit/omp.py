@@ -282,7 +282,6 @@ class _Gram:
     def __init__(self, unit: Tensor):
         self.unit = unit  # (n, N)
         self.atoms = unit.T.contiguous()  # (N, n)
-        self.fast_unit = unit.to(_FAST)
 
     def project(self, signals: Tensor) -> Tensor:
         """``α₀ = D̂ᵀy`` in the working precision: ``(B, n)`` → ``(B, N)``."""
@@ -306,7 +305,8 @@ class _Gram:
         raise NotImplementedError
 
     def fast_error(self, n: int, steps: int) -> float:
-        """``c`` such that ``|α_fast − α| ≤ c·eps₃₂·(max|α₀| + ‖γ‖₁)`` entrywise (``s`` atoms)."""
+        """``c`` such that ``|α_fast − α| ≤ c·eps₃₂·(‖y‖₂ + ‖γ‖₁)`` entrywise (``s`` atoms;
+        ``‖y‖₂`` bounds ``max|α₀|`` for unit atoms)."""
         raise NotImplementedError
 
 
@@ -362,6 +362,7 @@ class _ImplicitGram(_Gram):
 
     def __init__(self, unit: Tensor):
         super().__init__(unit)
+        self.fast_unit = unit.to(_FAST)
         self.fast_atoms = self.atoms.to(_FAST)
 
     def entries(self, support: Tensor, atom: Tensor) -> Tensor:
@@ -441,7 +442,7 @@ def _greedy(
 
     The correlations ``α = D̂ᵀr`` used for the selection are recomputed every step in float32 as
     ``α₀ − Ĝ[:, S]Γ_S``, with exact zeros at the chosen atoms so that none is chosen twice.
-    Their error is bounded by ``E = c·eps₃₂·(max|α₀| + ‖Γ_S‖₁)`` (:meth:`_Gram.fast_error`), so
+    Their error is bounded by ``E = c·eps₃₂·(‖y‖₂ + ‖Γ_S‖₁)`` (:meth:`_Gram.fast_error`), so
     every row whose runner-up lies within ``2E`` of the winner is decided again with ``α`` in the
     working precision: the chosen atoms are those of OMP in the working precision.
     ``inverse`` is ``L⁻¹`` for the Cholesky factor ``L`` of ``Ĝ_SS``, grown by one row per step;
