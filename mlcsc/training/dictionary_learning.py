@@ -27,6 +27,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlcsc.errors import ConfigError
@@ -38,6 +39,8 @@ from mlcsc.training.figures import log_atom_images
 from mlcsc.training.optim import lightning_optimizers
 
 __all__ = ["DictionaryLearningModule", "dictionary_sparsity", "linear_probe"]
+
+INITS = ("random", "patches")
 
 
 def dictionary_sparsity(encoder: MLCSC) -> list[float]:
@@ -69,6 +72,9 @@ class DictionaryLearningModule(pl.LightningModule):
         filter_density: per layer, the fraction of non-zero weights each filter keeps after every
             step (``null``: dense).
         image_every_n_epochs: log atom images every this many validation epochs (0: never).
+        init: ``"random"`` (the encoder's random atoms) or ``"patches"``: the first-layer atoms
+            are set from random patches of the first training batch before fitting
+            (:meth:`initialize_from_patches_`; not when resuming from a checkpoint).
         data: the data configuration, recorded in the checkpoint.
 
     Logged: the objective, its reconstruction term, the relative reconstruction error, per-layer
@@ -85,6 +91,7 @@ class DictionaryLearningModule(pl.LightningModule):
         lambdas: float | Sequence[float] = 0.1,
         filter_density: float | Sequence[float | None] | None = None,
         image_every_n_epochs: int = 1,
+        init: str = "random",
         data: Mapping[str, Any] | None = None,
     ):
         super().__init__()
@@ -110,6 +117,9 @@ class DictionaryLearningModule(pl.LightningModule):
                 beta.fill_(value)
         for parameter in (*self.encoder.thresholds, *self.encoder.step_sizes):
             parameter.requires_grad_(False)
+        if init not in INITS:
+            raise ConfigError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+        self.init = init
         self._project_()
         self.optimizer_config = dict(optimizer)
         self.scheduler_config = dict(scheduler) if scheduler else None
@@ -123,16 +133,52 @@ class DictionaryLearningModule(pl.LightningModule):
                 sparsify_filters_(dictionary, density)
             dictionary.normalize_()
 
+    @torch.no_grad()
+    def initialize_from_patches_(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """First-layer atoms ← distinct random non-zero patches of the signals ``x``, normalised.
+
+        A data-driven start (as K-SVD's): atoms begin inside the signals' span instead of as
+        noise. ``x`` is ``(N, C, H, W)`` with the encoder's channels; the patches are drawn with
+        ``generator`` (torch's global one when ``None``).
+        """
+        self.encoder.validate_input(x)
+        dictionary = self.encoder.dictionaries[0]
+        atoms, channels, height, width = dictionary.weight.shape
+        patches = (
+            F.unfold(x.detach(), (height, width))
+            .transpose(1, 2)
+            .reshape(-1, channels * height * width)
+        )
+        norms = patches.norm(dim=1)
+        patches = patches[norms > 1e-6 * norms.max().clamp_min(1e-30)]
+        if len(patches) < atoms:
+            raise ValueError(
+                f"initialising {atoms} atoms from patches needs at least {atoms} non-zero "
+                f"{height}×{width} patches, got {len(patches)}"
+            )
+        pick = torch.randperm(len(patches), generator=generator)[:atoms].to(patches.device)
+        dictionary.weight.copy_(patches[pick].view_as(dictionary.weight))
+        self._project_()
+
     def forward(self, x: Tensor) -> list[Tensor]:
         """The model's codes ``[Γ₁, …, Γ_K]``: ``Γ_K`` from the pursuit and ``Γ_{i−1} = D_iΓ_i``."""
         gamma = self.encoder(x)
         return self.encoder.model_codes(gamma, x.shape[-2:])
 
-    def objective(self, x: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """Mean ML-BP objective over the batch with codes from the pursuit (held fixed), its
-        reconstruction term, and the model's codes ``[Γ₁, …, Γ_K]`` (detached)."""
-        with torch.no_grad():
-            codes = self(x)  # for the current D
+    def objective(
+        self, x: Tensor, codes: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Mean ML-BP objective over the batch with the codes held fixed, its reconstruction
+        term, and the model's codes ``[Γ₁, …, Γ_K]`` (detached).
+
+        ``codes``: the model's codes of ``x`` from an earlier call (:meth:`forward`), so that
+        several dictionary steps can share one pursuit; by default the pursuit is run with the
+        current dictionaries.
+        """
+        if codes is None:
+            with torch.no_grad():
+                codes = self(x)
+        codes = [code.detach() for code in codes]
         dictionaries = list(self.encoder.dictionaries)
         objective = multilayer_bp_objective(dictionaries, x, codes[-1], self.lambdas).mean()
         reconstruction = self.encoder.reconstruct(codes[-1], x.shape[-2:])

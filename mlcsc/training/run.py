@@ -112,6 +112,9 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
     )
+    if resume is None and getattr(module, "init", "random") == "patches":
+        datamodule.setup("fit")
+        module.initialize_from_patches_(next(iter(datamodule.train_dataloader()))[0])
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     best = checkpoint.best_model_path or checkpoint.last_model_path
     if trainer.fast_dev_run:
@@ -156,7 +159,10 @@ def _build_task_module(task: Mapping[str, Any], config: Mapping[str, Any], datam
         from mlcsc.training.dictionary_learning import DictionaryLearningModule
 
         module = DictionaryLearningModule(
-            lambdas=task.get("lambdas", 0.1), filter_density=task.get("filter_density"), **common
+            lambdas=task.get("lambdas", 0.1),
+            filter_density=task.get("filter_density"),
+            init=task.get("init", "random"),
+            **common,
         )
         return module, "val/objective", "min"
     raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
