@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from test_data import write_cifar10_files
 
 from mlcsc.errors import ConfigError
 from mlcsc.nn import MLCSC
@@ -84,6 +85,27 @@ def test_cifar_experiment_composes_with_the_lecture_specification():
     assert module.encoder.layer_sizes((32, 32))[-1] == (1, 1)
     sizes = [tuple(module.encoder.effective_atoms(i).shape[-3:]) for i in (1, 2, 3)]
     assert sizes == [(3, 5, 5), (3, 13, 13), (3, 29, 29)]
+
+
+def test_cifar_experiment_runs_on_cifar_files(tmp_path):
+    write_cifar10_files(tmp_path / "data", per_batch=12, num_test=20, seed=0)
+    cfg = compose_config(
+        [
+            "experiment=cifar10_mlcsc_dictionary",
+            f"data.root={tmp_path / 'data'}",
+            "data.val_size=10",
+            "data.num_workers=0",
+            "data.verify_checksums=false",
+            f"run_dir={tmp_path / 'run'}",
+            f"output_root={tmp_path / 'outputs'}",
+            *TINY,
+        ]
+    )
+    summary = train(cfg)
+    assert summary["objective"] > 0 and 0.0 <= summary["accuracy"] <= 1.0
+    d1, d2, d3 = summary["dictionary_sparsity"]
+    assert d2 == pytest.approx(83.0, abs=0.5) and d3 == pytest.approx(91.0, abs=0.5)
+    assert len(list((tmp_path / "run" / "figures").glob("*.png"))) == 5
 
 
 def test_training_steps_lower_the_objective_on_a_fixed_batch():
