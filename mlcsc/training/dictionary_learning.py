@@ -14,10 +14,11 @@ are 99 % sparse).
 
 Identifiability: the data term fixes only the products ``D₁⋯D_K``; with dense deeper filters the
 ℓ1 terms favour large-norm combinations of first-layer atoms, so ``D₁`` is determined only once
-the deeper layers are constrained (``filter_density``). Even then the gradient steps reach local
-minima on planted data: on signals drawn from a known two-layer model the objective at the
-planted dictionaries is well below the one learning stops at, and the learned first-layer atoms
-often come out as one-pixel-shifted, cropped copies of the planted ones.
+the deeper layers are constrained (``filter_density``). Even then alternating minimisation has
+local minima: the planted dictionaries of a known two-layer model are a stable fixed point, but
+from a start of random data patches (``init="patches"``) the learned first-layer atoms match
+all planted ones on only some draws; the others come out as one-pixel-shifted, cropped copies or
+mixtures (see ``tests/test_dictionary_learning.py``).
 """
 
 from __future__ import annotations
