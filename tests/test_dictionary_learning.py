@@ -12,6 +12,7 @@ from test_data import write_cifar10_files
 
 from mlcsc.errors import ConfigError
 from mlcsc.nn import MLCSC
+from mlcsc.pursuit import multilayer_bp_objective
 from mlcsc.theory.sampling import mlcsc_signals, sparsify_filters_
 from mlcsc.training import train
 from mlcsc.training.dictionary_learning import DictionaryLearningModule
@@ -106,6 +107,27 @@ def test_cifar_experiment_runs_on_cifar_files(tmp_path):
     d1, d2, d3 = summary["dictionary_sparsity"]
     assert d2 == pytest.approx(83.0, abs=0.5) and d3 == pytest.approx(91.0, abs=0.5)
     assert len(list((tmp_path / "run" / "figures").glob("*.png"))) == 5
+
+
+def test_objective_is_the_multilayer_bp_objective_of_the_pursuit_codes():
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 15, 15)
+    model = {"layers": [[6, 3, 2, 0], [8, 3, 1, 1]], "pursuit": "ml_ista", "n_iter": 5}
+    module = DictionaryLearningModule(
+        model, 2, (15, 15), {"name": "sgd", "lr": 0.1}, lambdas=[0.2, 0.05]
+    )
+    objective, data_term, codes, relative = module.objective(x)
+    dictionaries = list(module.encoder.dictionaries)
+    gamma = module.encoder(x)
+    expected = multilayer_bp_objective(dictionaries, x, gamma, [0.2, 0.05]).mean()
+    assert torch.allclose(objective, expected, rtol=1e-5)
+    reconstruction = module.encoder.reconstruct(gamma, (15, 15))
+    error = (x - reconstruction).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+    assert torch.allclose(relative, error.mean(), rtol=1e-5)
+    assert torch.allclose(data_term, 0.5 * (x - reconstruction).pow(2).flatten(1).sum(1).mean())
+    assert torch.allclose(codes[-1], gamma, atol=1e-4)
+    objective.backward()  # differentiable in every dictionary
+    assert all(d.weight.grad is not None and d.weight.grad.abs().sum() > 0 for d in dictionaries)
 
 
 def test_training_steps_lower_the_objective_on_a_fixed_batch():

@@ -263,7 +263,7 @@ class MLCSC(nn.Module):
             output_size: the ``(H, W)`` of the images the code came from (for strided layers
                 several sizes share a code size); default the smallest consistent size.
         """
-        return self._synthesis_chain(gamma_K, output_size)[0]
+        return self.synthesis_chain(gamma_K, output_size)[0]
 
     def model_codes(
         self, gamma_K: Tensor, output_size: Sequence[int] | None = None
@@ -277,10 +277,13 @@ class MLCSC(nn.Module):
             gamma_K: deepest code ``(B, m_K, H_K, W_K)``.
             output_size: as for :meth:`reconstruct`.
         """
-        return self._synthesis_chain(gamma_K, output_size)[1:]
+        return self.synthesis_chain(gamma_K, output_size)[1:]
 
-    def _synthesis_chain(self, gamma_K: Tensor, output_size) -> list[Tensor]:
-        """``[D₁⋯D_KΓ_K, D₂⋯D_KΓ_K, …, Γ_K]``."""
+    def synthesis_chain(
+        self, gamma_K: Tensor, output_size: Sequence[int] | None = None
+    ) -> list[Tensor]:
+        """``[D₁⋯D_KΓ_K, D₂⋯D_KΓ_K, …, Γ_K]``: the reconstruction followed by the model's codes,
+        from one pass of synthesis (differentiable in the dictionaries and ``gamma_K``)."""
         sizes = self.layer_sizes(output_size) if output_size is not None else None
         chain = [gamma_K]
         for j in range(self.num_layers - 1, -1, -1):

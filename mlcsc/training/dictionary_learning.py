@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlcsc.errors import ConfigError
+from mlcsc.functional import weighted_l1
 from mlcsc.nn import MLCSC
-from mlcsc.pursuit import multilayer_bp_objective
 from mlcsc.theory.sampling import sparsify_filters_
 from mlcsc.training.classification import build_encoder, code_statistics
 from mlcsc.training.figures import log_atom_images
@@ -168,9 +168,10 @@ class DictionaryLearningModule(pl.LightningModule):
 
     def objective(
         self, x: Tensor, codes: Sequence[Tensor] | None = None
-    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+    ) -> tuple[Tensor, Tensor, list[Tensor], Tensor]:
         """Mean ML-BP objective over the batch with the codes held fixed, its reconstruction
-        term, and the model's codes ``[Γ₁, …, Γ_K]`` (detached).
+        term, the model's codes ``[Γ₁, …, Γ_K]`` (detached) and the mean relative
+        reconstruction error ``‖x − D₁⋯D_KΓ_K‖/‖x‖``.
 
         ``codes``: the model's codes of ``x`` from an earlier call (:meth:`forward`), so that
         several dictionary steps can share one pursuit; by default the pursuit is run with the
@@ -179,20 +180,20 @@ class DictionaryLearningModule(pl.LightningModule):
         if codes is None:
             with torch.no_grad():
                 codes = self(x)
-        codes = [code.detach() for code in codes]
-        dictionaries = list(self.encoder.dictionaries)
-        objective = multilayer_bp_objective(dictionaries, x, codes[-1], self.lambdas).mean()
-        reconstruction = self.encoder.reconstruct(codes[-1], x.shape[-2:])
-        data_term = 0.5 * (x - reconstruction).flatten(1).pow(2).sum(1).mean()
-        return objective, data_term, codes
+        # one synthesis pass, differentiable in D: x̂ = D₁Γ₁ and Γ_{i−1} = D_iΓ_i
+        reconstruction, *chain = self.encoder.synthesis_chain(codes[-1].detach(), x.shape[-2:])
+        residual = (x - reconstruction).flatten(1)
+        data_term = 0.5 * residual.pow(2).sum(1)
+        penalty = sum(weighted_l1(code, lam) for code, lam in zip(chain, self.lambdas, strict=True))
+        objective = (data_term + penalty).mean()
+        with torch.no_grad():
+            relative = residual.norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)
+        codes = [code.detach() for code in chain]
+        return objective, data_term.mean(), codes, relative.mean()
 
     def _common_step(self, batch, stage: str) -> Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        objective, data_term, codes = self.objective(x)
-        with torch.no_grad():
-            reconstruction = self.encoder.reconstruct(codes[-1], x.shape[-2:])
-            error = (x - reconstruction).flatten(1).norm(dim=1)
-            relative = (error / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
+        objective, data_term, codes, relative = self.objective(x)
         on_step = stage == "train"
         self.log(f"{stage}/objective", objective, on_step=on_step, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/data_term", data_term, on_epoch=True)
