@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mlcsc import ConvDictionary, DenseDictionary
 from mlcsc.theory import l0_inf_norm, l2_inf_norm, mutual_coherence, stripe_width, welch_bound
@@ -138,24 +139,57 @@ def test_conv_coherence_ignores_atoms_cropped_by_padding():
     assert float(mutual_coherence(dictionary)) == pytest.approx(expected, rel=1e-12)
 
 
-def test_conv_coherence_of_one_dimensional_filters_equals_brute_force():
-    generator = torch.Generator().manual_seed(5)
-    weight = torch.randn(3, 2, 5, generator=generator, dtype=torch.float64)  # (m, c, k)
-    for stride in (1, 2, 3):
-        grid = 9
-        units = torch.eye(3 * grid, dtype=torch.float64).view(-1, 3, grid)
-        columns = torch.nn.functional.conv_transpose1d(units, weight, stride=stride).flatten(1).T
-        unit = columns / columns.norm(dim=0)
-        gram = (unit.T @ unit).abs()
-        gram.fill_diagonal_(0)
-        expected = float(gram.max())
-        assert float(mutual_coherence(weight, stride=stride)) == pytest.approx(expected, rel=1e-12)
-        as_2d = weight.unsqueeze(2)  # (m, c, 1, k): the same operator on one-row images
-        assert (
-            float(mutual_coherence(weight, stride=stride))
-            == pytest.approx(float(mutual_coherence(as_2d, stride=stride)), rel=1e-12)
-            or stride == 1
+def _brute_force_coherence_of_explicit_columns(columns: torch.Tensor) -> float:
+    """μ of an explicit matrix: the largest |cos| between two distinct columns."""
+    unit = columns / columns.norm(dim=0)
+    gram = (unit.T @ unit).abs()
+    gram.fill_diagonal_(0)
+    return float(gram.max())
+
+
+def _explicit_strided_columns(weight: torch.Tensor, stride: int, grid: int) -> torch.Tensor:
+    """Every filter at every position of the code grid, with no cropping (all atoms whole).
+
+    1-D banks ``(m, c, k)`` use ``conv_transpose1d`` on a ``grid``-long code; 2-D banks use
+    ``conv_transpose2d`` with the stride on *both* axes, on a ``grid × grid`` code, so that atoms
+    on different rows (or columns) are in the matrix too, even where they cannot overlap.
+    """
+    m = weight.shape[0]
+    if weight.ndim == 3:
+        units = torch.eye(m * grid, dtype=torch.float64).view(-1, m, grid)
+        return F.conv_transpose1d(units, weight, stride=stride).flatten(1).T
+    units = torch.eye(m * grid * grid, dtype=torch.float64).view(-1, m, grid, grid)
+    return F.conv_transpose2d(units, weight, stride=stride).flatten(1).T
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("num_atoms", [1, 3])
+def test_conv_coherence_of_one_dimensional_and_thin_filters_equals_brute_force(num_atoms, stride):
+    # 1-D filters of width k = 5, as (m, c, k) and embedded in 2-D as a row (m, c, 1, k) or a
+    # column (m, c, k, 1) filter: three banks of one-pixel-thick atoms whose shifts overlap on
+    # one axis only. The stride of the code grid applies along the signal for the 1-D bank and
+    # along both axes for the 2-D ones; either way only lags τ ∈ sℤ with |τ| ≤ k − 1 along the
+    # filter can overlap, so all three must have the coherence of the explicit matrix of the
+    # 1-D operator. One atom: μ comes from its own shifts alone (0 once s ≥ k); three atoms:
+    # cross-correlations at every admissible lag as well.
+    generator = torch.Generator().manual_seed(100 * num_atoms + stride)
+    weight = torch.randn(num_atoms, 2, 5, generator=generator, dtype=torch.float64)
+    grid = 7  # (grid − 1)·s ≥ k − 1: every overlapping lag occurs between two columns
+    layouts = {"1-D": weight, "row": weight.unsqueeze(2), "column": weight.unsqueeze(3)}
+    reference = _brute_force_coherence_of_explicit_columns(
+        _explicit_strided_columns(weight, stride, grid)
+    )
+    for name, bank in layouts.items():
+        explicit = _brute_force_coherence_of_explicit_columns(
+            _explicit_strided_columns(bank, stride, grid)
         )
+        assert explicit == pytest.approx(reference, rel=1e-12, abs=1e-15), name
+        got = float(mutual_coherence(bank, stride=stride))
+        assert got == pytest.approx(reference, rel=1e-12, abs=1e-15), name
+    if num_atoms == 1 and stride >= 5:
+        assert reference == pytest.approx(0.0, abs=1e-15)  # the shifts never overlap
+    else:
+        assert reference > 0
 
 
 def test_conv_coherence_of_a_box_filter_is_its_overlap():

@@ -9,6 +9,8 @@ import torch
 from sklearn.linear_model import orthogonal_mp
 
 from mlcsc import ConvDictionary, DenseDictionary
+from mlcsc.functional import threshold
+from mlcsc.pursuit import fista
 from mlcsc.theory import (
     Guarantee,
     csc_bp_guarantee,
@@ -73,6 +75,9 @@ def test_bounds_follow_the_formulas():
     assert exact_recovery_bound(0.0) == math.inf
     with pytest.raises(ValueError, match=r"coherence must be in \[0, 1\], got 1.5"):
         exact_recovery_bound(1.5)
+    # identical atoms in float32: a coherence a rounding error above 1 is 1
+    duplicate = torch.tensor(1.0 + 2**-23, dtype=torch.float32)
+    assert exact_recovery_bound(duplicate) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("n", "m", "seed"), [(6, 9, 0), (10, 14, 1), (16, 20, 2)])
@@ -315,17 +320,131 @@ def test_layered_thresholding_recovers_the_supports_when_the_guarantee_holds():
         )
 
 
-def test_layered_thresholding_is_sensitive_to_contrast_and_layered_bp_is_not():
-    dictionaries = _selector_stack()
-    gamma2 = torch.zeros(1, 2, 8, 8, dtype=torch.float64)
-    gamma2[0, 0, 1, 1], gamma2[0, 1, 2, 3] = 1.0, 1e-3  # overlapping, tiny contrast
-    gamma1 = dictionaries[1].synthesize(gamma2).detach()
-    thresholding = layered_thresholding_guarantee(dictionaries, [gamma1, gamma2], 0.0)
-    bp = layered_bp_guarantee(dictionaries, [gamma1, gamma2], 0.0)
-    assert thresholding[0].value == bp[0].value == 2  # same stripe sparsity
-    assert not thresholding.holds and not thresholding[0].holds
-    assert bp.holds == (2 < (1 + 1 / float(mutual_coherence(dictionaries[0]))) / 3)
-    assert bp.error_bounds == [0.0, 0.0]  # exact without noise
+def _two_tap_stack() -> list[ConvDictionary]:
+    """A two-layer model whose planted codes have ``‖Γ_i‖₀,∞^S = 1`` with ``μ(D_i) > 0``.
+
+    D₁: 3 random unit 5×5 filters at stride 3 (μ(D₁) ≈ 0.22); its stripes are ⌈9/3⌉ = 3 code
+    positions wide. D₂: 2 filters (3 channels, 4×4) with two taps 0.8 and 0.6 in distinct
+    channels, 3 positions apart on both axes, so one deepest atom puts two non-zeros in distinct
+    stripes of D₁. The taps of atom 0 (channel 0 at (0, 0)) and atom 1 (channel 0 at (3, 0)) meet
+    at lag (3, 0): μ(D₂) = 0.8 · 0.6 = 0.48.
+    """
+    first = _unit_conv(1, 3, 5, stride=3, seed=4).requires_grad_(False)
+    second = ConvDictionary(3, 2, 4).double().requires_grad_(False)
+    second.weight.zero_()
+    second.weight[0, 0, 0, 0], second.weight[0, 1, 3, 3] = 0.8, 0.6
+    second.weight[1, 2, 0, 3], second.weight[1, 0, 3, 0] = 0.8, 0.6
+    return [first, second]
+
+
+def _support_errors(estimate: torch.Tensor, truth: torch.Tensor) -> tuple[int, int]:
+    """(entries found outside the true support, true non-zeros missed)."""
+    spurious = int(((estimate != 0) & (truth == 0)).sum())
+    missed = int(((estimate == 0) & (truth != 0)).sum())
+    return spurious, missed
+
+
+def test_layered_bp_guarantee_and_recovery_are_insensitive_to_contrast_unlike_thresholding():
+    dictionaries = _two_tap_stack()
+    mus = [float(mutual_coherence(d)) for d in dictionaries]
+    assert mus == pytest.approx([0.2214, 0.48], abs=1e-4)
+    size = 47  # Γ₁: 3 × 15 × 15, Γ₂: 2 × 12 × 12
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        signals, codes = mlcsc_signals(
+            dictionaries,
+            16,
+            size,
+            2,
+            coefficient_range=(1.0, 1.0),
+            noise_l2_inf=5e-4,
+            generator=generator,
+        )
+        noise = signals - dictionaries[0].synthesize(codes[0], (size, size))
+    # Planted codes in the regime of the layered-BP theorem: keep the draws whose two deepest
+    # atoms are far apart, so that ‖Γ_i‖₀,∞^S = 1 < ⅓(1 + 1/μ(D_i)) = 1.84, 1.03 at both layers.
+    planted = layered_bp_guarantee(dictionaries, codes, noise)
+    keep = planted[0].holds_per_signal & planted[1].holds_per_signal
+    assert int(keep.sum()) >= 3
+    deepest, noise = codes[1][keep], noise[keep]
+    # The same supports and noise at contrast 0.05: the first non-zero of every deepest code
+    # shrunk to 0.05 (in Γ₁ the weak atom's taps become 0.04 and 0.03 next to 0.8 and 0.6).
+    support = (deepest != 0).flatten(1)
+    first = (support & (support.cumsum(dim=1) == 1)).view_as(deepest)
+    contrasts = {1.0: deepest, 0.05: torch.where(first, 0.05 * deepest, deepest)}
+
+    problems = {}
+    for contrast, gamma2 in contrasts.items():
+        with torch.no_grad():
+            gamma1 = dictionaries[1].synthesize(gamma2, codes[0].shape[-2:])
+            y = dictionaries[0].synthesize(gamma1, (size, size)) + noise
+        truth = [gamma1, gamma2]
+        problems[contrast] = (
+            y,
+            truth,
+            layered_bp_guarantee(dictionaries, truth, noise),
+            layered_thresholding_guarantee(dictionaries, truth, noise),
+        )
+    _, _, bp_high, lt_high = problems[1.0]
+    _, _, bp_low, lt_low = problems[0.05]
+
+    # (a) The thresholding theorem depends on |Γ_min|/|Γ_max|: it holds at contrast 1 and fails
+    # at 0.05, where its bound ½(1 + contrast/μ) − ε/(μ|Γ_max|) drops below ‖Γ₁‖₀,∞^S = 1 and no
+    # admissible threshold is left.
+    assert lt_high.holds and [layer.holds for layer in lt_high] == [True, True]
+    assert [layer.holds for layer in lt_low] == [False, False] and not lt_low.holds
+    assert lt_high[0].bound > 2 and lt_low[0].bound < 0.6
+    assert lt_high[0].details["contrast"] == pytest.approx(0.75)
+    assert lt_low[0].details["contrast"] == pytest.approx(0.0375)
+    assert lt_low[0].lam is None
+    # (b) The layered-BP theorem does not: same verdict, bounds, error bounds and λ's.
+    assert bp_high.holds and bp_low.holds
+    for high, low in zip(bp_high, bp_low, strict=True):
+        assert high.holds_per_signal.tolist() == low.holds_per_signal.tolist()
+        assert high.values.tolist() == low.values.tolist() == [1.0] * int(keep.sum())
+        assert (high.bound, high.error_bound, high.lam) == (low.bound, low.error_bound, low.lam)
+    assert [layer.bound for layer in bp_low] == pytest.approx([(1 + 1 / mu) / 3 for mu in mus])
+    # ε_L^1 = 7.5 ε √‖Γ₁‖₀,∞^P (two taps in a 4 × 4 patch) ≈ 0.0053, ε_L^2 = 7.5 ε_L^1 ≈ 0.040
+    eps1 = 7.5 * 5e-4 * math.sqrt(2)
+    assert bp_low.error_bounds == pytest.approx([eps1, 7.5 * eps1])
+
+    # (c) What the pursuits do. Layered BP, each layer solved by FISTA with the theorem's
+    # λ_i = 4ε_L^{i−1}: at both contrasts the support of every Γ̂_i lies inside that of Γ_i and
+    # ‖Γ̂_i − Γ_i‖₂,∞^P ≤ ε_L^i. BP also finds every entry larger than 7.5 times the error of its
+    # input; the weakest entries (0.03 in Γ₁, 0.05 in Γ₂) are, so the supports are exact.
+    # (Measured: ‖Γ̂_i − Γ_i‖₂,∞^P = 0.0029 and 0.024 at both contrasts.)
+    for contrast, (y, truth, bp, _) in problems.items():
+        estimate = y
+        for dictionary, gamma, layer in zip(dictionaries, truth, bp, strict=True):
+            estimate = fista(dictionary, estimate, layer.lam, max_iter=500, tol=1e-10)
+            assert float(gamma.abs()[gamma != 0].min()) > 7.5 * layer.details["input_error"]
+            assert _support_errors(estimate, gamma) == (0, 0), contrast
+            error = float(l2_inf_norm(estimate - gamma, layer.details["patch_size"]).max())
+            assert 0 < error <= layer.error_bound, contrast
+
+    # Layered hard thresholding with the thresholds of the contrast-1 theorem (β ≈ 0.39, 0.74):
+    # exact supports within ε_L^i at contrast 1; at contrast 0.05 the weak atoms fall below the
+    # thresholds (both taps of each in Γ₁, then the atom itself in Γ₂), nothing else changes. No
+    # other threshold helps: on layer 1 the weakest true correlation |D₁ᵀY| (0.030) is below the
+    # leak of the strong atoms onto neighbouring atoms and shifts (0.152, at most μ(D₁)·0.8).
+    betas = [layer.lam for layer in lt_high]
+    weak = {1: int(keep.sum()) * 2, 2: int(keep.sum())}
+    for contrast, (y, truth, _, _) in problems.items():
+        estimate = y
+        for i, (dictionary, gamma, beta) in enumerate(zip(dictionaries, truth, betas, strict=True)):
+            with torch.no_grad():
+                correlations = dictionary.analyze(estimate)
+            estimate = threshold(correlations, beta, "hard")
+            if contrast == 1.0:
+                assert _support_errors(estimate, gamma) == (0, 0)
+                error = l2_inf_norm(estimate - gamma, lt_high[i].details["patch_size"]).max()
+                assert float(error) <= lt_high[i].error_bound
+            else:
+                assert _support_errors(estimate, gamma) == (0, weak[i + 1])
+            if i == 0 and contrast == 0.05:
+                on_support = float(correlations.abs()[gamma != 0].min())
+                off_support = float(correlations.abs()[gamma == 0].max())
+                assert on_support < off_support
 
 
 def test_layered_bp_error_bound_is_the_product_formula():
