@@ -68,14 +68,23 @@ def test_every_model_and_data_config_composes_and_builds(model, data):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 @pytest.mark.parametrize("model", MODELS)
 def test_experiments_compose_with_every_model(experiment, model):
+    from mlcsc.pursuit import PURSUITS
     from mlcsc.training import build_classifier
 
-    cfg = compose_config("train", [f"experiment={experiment}", f"model={model}", "run_dir=x"])
+    overrides = [f"experiment={experiment}", f"model={model}", "run_dir=x"]
+    cfg = compose_config("train", overrides)
     assert cfg.model.n_iter == (0 if model == "cnn" else 6)
     assert cfg.optimizer.name == "sgd"
+    assert cfg.model.parametrization == "reference"  # the paper's networks
     size = (32, 32) if "cifar" in experiment else (28, 28)
-    net = build_classifier(cfg.model, 3 if "cifar" in experiment else 1, 10, size)
-    assert net(torch.zeros(1, 3 if "cifar" in experiment else 1, *size)).shape == (1, 10)
+    channels = 3 if "cifar" in experiment else 1
+    if "reference" not in PURSUITS[cfg.model.pursuit].parametrizations:
+        # a pursuit the paper does not have: a clear error, and the normalised one runs
+        with pytest.raises(ConfigError, match="does not support parametrization 'reference'"):
+            build_classifier(cfg.model, channels, 10, size)
+        cfg = compose_config("train", [*overrides, "model.parametrization=normalized"])
+    net = build_classifier(cfg.model, channels, 10, size)
+    assert net(torch.zeros(1, channels, *size)).shape == (1, 10)
 
 
 def test_reference_experiments_match_the_published_recipes():

@@ -8,6 +8,8 @@ so the pursuit can be trained end to end (Sulam, Aberdam, Beck & Elad 2019).
 
 from __future__ import annotations
 
+import itertools
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -16,15 +18,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlcsc.dictionary import ConvDictionary
+from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.functional import THRESHOLD_MODES, conv_output_size
-from mlcsc.pursuit import PURSUITS, get_pursuit
+from mlcsc.pursuit import PARAMETRIZATIONS, PURSUITS, LayerParameters, get_pursuit
 
 __all__ = ["MLCSC", "LayerSpec"]
 
 LayerSpec = tuple[int, int, int, int]  # (num_atoms, kernel_size, stride, padding)
 
-#: largest relative step ``c_j·L_j`` allowed; proximal gradient is stable below 2
+#: largest relative step ``ρ_j`` allowed; proximal gradient is stable below 2
 MAX_RELATIVE_STEP = 1.99
+#: initialisations of the filters
+INITS = ("unit", "reference")
 
 
 def _parse_layer(index: int, spec) -> LayerSpec:
@@ -62,23 +67,48 @@ class MLCSC(nn.Module):
         in_channels: channels of the input images.
         layers: one ``(num_atoms, kernel_size, stride, padding)`` spec per layer (stride and
             padding may be omitted: 1 and 0).
-        pursuit: one of :data:`mlcsc.pursuit.PURSUITS`: ``layered_thresholding``,
-            ``layered_bp``, ``ml_ista``, ``ml_fista``, ``ml_lista``.
+        pursuit: a registered pursuit (:data:`mlcsc.pursuit.PURSUITS`): ``layered_thresholding``,
+            ``layered_bp``, ``ml_ista``, ``ml_fista``, ``ml_lista``, ``projection``,
+            ``all_free``.
         n_iter: unrolled iterations ``T`` (per layer for ``layered_bp``); 0 is the CNN forward
-            pass. Can be changed after training.
+            pass. Can be changed after training (for ``all_free`` only lowered: it has filters
+            of its own in each of the ``T`` unfoldings it was built with).
         threshold_init: initial value ``β ≥ 0`` of every threshold (CNN bias ``−β``).
-        step_init: initial relative step ``c_j·L_j`` in ``(0, 2)``; the step of layer ``j`` is
-            ``c_j = clamp(step_sizes[j], 0, 1.99) / L_j`` with ``L_j = ‖D_j‖₂²`` tracked by warm
-            power iteration while training, so the unrolled iterations stay stable as the
-            dictionaries move.
+        step_init: initial value of every ``step_sizes[j]``: the relative step ``ρ_j`` in
+            ``(0, 1.99]`` (normalised), or the absolute step ``c_j > 0`` (reference).
         threshold_mode: ``soft_nonneg`` (ReLU, the CNN), ``soft`` or ``hard``.
         check_input: validate inputs (shape, size, finite values) in :meth:`forward`.
+        parametrization: how the parameters enter the pursuit equations
+            (:mod:`mlcsc.pursuit.base`):
+
+            * ``"normalized"`` (default): ``thresholds[j] = β_j`` are ℓ1 weights and the steps
+              come from the operators they act on: with the pursuit's step rule ``"chain"``
+              (ML-ISTA, ML-FISTA, projection) the compound step of layer ``j`` is
+              ``c₁⋯c_j = clamp(ρ_j, 0, 1.99)/‖D₁⋯D_j‖²``; with ``"layer"`` (layered BP)
+              ``c_j = clamp(ρ_j, 0, 1.99)/‖D_j‖²``; thresholds after a step are scaled by it.
+              The norms are tracked by warm power iteration while training and re-estimated to
+              convergence whenever they are unknown or stale (new image size, loaded weights,
+              changed ``n_iter``, evaluation after the weights moved).
+            * ``"reference"``: the equations of Sulam, Aberdam, Beck & Elad (2019)'s public
+              networks: ``step_sizes[j] = c_j`` is a learnable absolute step that also scales
+              the forward pass, ``thresholds[j] = −b_j`` is an additive bias not scaled by any
+              step, and ML-FISTA uses the public momentum schedule.
+        init: ``"unit"`` (unit-norm Gaussian atoms) or ``"reference"`` (the public code's
+            ``N(0, 1)·0.1/√(m_{j−1}k_j²)``); default: ``"reference"`` for the reference
+            parametrisation, ``"unit"`` otherwise.
+        untied: separate analysis filters ``B_j`` (learned adjoints) beside the dictionaries;
+            ``None`` follows the pursuit (required by ``ml_lista``, whose ``W_j`` they are;
+            refused by ``projection``, which needs the exact adjoint of ``D₁⋯D_K``).
 
     Attributes:
         dictionaries: ``nn.ModuleList`` of :class:`~mlcsc.ConvDictionary` ``[D₁, …, D_K]``.
-        analysis_dictionaries: the untied analysis operators (``ml_lista`` only) or ``None``.
+        analysis_dictionaries: the untied analysis operators, or ``None``.
+        unfolded_dictionaries, unfolded_thresholds: the filters and thresholds of unfoldings
+            ``2…T+1`` of an unfolded pursuit (``all_free``), or ``None``.
         thresholds: ``nn.ParameterList`` of per-channel thresholds, shapes ``(m_j,)``.
-        step_sizes: ``nn.ParameterList`` of relative step sizes, 0-d each.
+        step_sizes: ``nn.ParameterList`` of step sizes (relative or absolute), 0-d each.
+        lipschitz_constants: buffer ``(K,)``: the norms the steps are divided by
+            (``‖D₁⋯D_j‖²`` or ``‖D_j‖²``, on the last input size).
 
     Shape:
         input ``(B, in_channels, H, W)`` → ``Γ_K`` of shape ``(B, m_K, H_K, W_K)``.
@@ -94,6 +124,10 @@ class MLCSC(nn.Module):
         step_init: float = 1.0,
         threshold_mode: str = "soft_nonneg",
         check_input: bool = True,
+        parametrization: str = "normalized",
+        init: str | None = None,
+        untied: bool | None = None,
+        step_rule: str | None = None,
     ):
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -101,47 +135,72 @@ class MLCSC(nn.Module):
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
             raise ValueError(f"layers must be a non-empty list of layer specs, got {layers!r}")
         specs = [_parse_layer(i, spec) for i, spec in enumerate(layers)]
-        function = get_pursuit(pursuit)
+        method = get_pursuit(pursuit)
         if threshold_mode not in THRESHOLD_MODES:
             raise ValueError(
                 f"unknown threshold_mode {threshold_mode!r}; expected one of "
                 f"{', '.join(THRESHOLD_MODES)}"
             )
+        parametrization, init, untied = _check_pursuit_options(
+            method, parametrization, init, untied, step_rule
+        )
         if not float(threshold_init) >= 0:
             raise ValueError(f"threshold_init must be >= 0, got {threshold_init}")
-        if not 0 < float(step_init) <= MAX_RELATIVE_STEP:
+        if parametrization == "normalized" and not 0 < float(step_init) <= MAX_RELATIVE_STEP:
             raise ValueError(
-                f"step_init (relative step c·L) must be in (0, {MAX_RELATIVE_STEP}], "
-                f"got {step_init}"
+                f"step_init (relative step ρ of the normalized parametrization) must be in "
+                f"(0, {MAX_RELATIVE_STEP}], got {step_init}"
             )
+        if not 0 < float(step_init) < math.inf:
+            raise ValueError(f"step_init (absolute step c) must be finite and > 0, got {step_init}")
         self.in_channels = in_channels
         self.layer_specs = specs
         self.pursuit = pursuit
-        self._pursuit_function = function
+        self.parametrization = parametrization
+        self.init = init
+        self._step_rule = step_rule
+        self._method = method
+        self._built_n_iter = n_iter
         self.n_iter = n_iter
         self.threshold_mode = threshold_mode
         self.check_input = check_input
 
         channels = [in_channels] + [spec[0] for spec in specs]
-        self.dictionaries = nn.ModuleList(
-            ConvDictionary(channels[j], *specs[j]) for j in range(len(specs))
-        )
-        self.analysis_dictionaries: nn.ModuleList | None = None
-        if getattr(function, "untied", False):
-            self.analysis_dictionaries = nn.ModuleList(
-                ConvDictionary(channels[j], *specs[j]) for j in range(len(specs))
+
+        def bank() -> nn.ModuleList:
+            return nn.ModuleList(
+                _new_dictionary(channels[j], specs[j], init) for j in range(len(specs))
             )
-            with torch.no_grad():
-                pairs = zip(self.analysis_dictionaries, self.dictionaries, strict=True)
-                for analysis, dictionary in pairs:
-                    analysis.weight.copy_(dictionary.weight)
-        self.thresholds = nn.ParameterList(
-            nn.Parameter(torch.full((spec[0],), float(threshold_init))) for spec in specs
-        )
+
+        def biases() -> nn.ParameterList:
+            return nn.ParameterList(
+                nn.Parameter(torch.full((spec[0],), float(threshold_init))) for spec in specs
+            )
+
+        self.dictionaries = bank()
+        self.analysis_dictionaries: nn.ModuleList | None = None
+        if untied:
+            self.analysis_dictionaries = bank()
+            if init == "unit":  # start from the tied pursuit
+                with torch.no_grad():
+                    pairs = zip(self.analysis_dictionaries, self.dictionaries, strict=True)
+                    for analysis, dictionary in pairs:
+                        analysis.weight.copy_(dictionary.weight)
+        self.unfolded_dictionaries: nn.ModuleList | None = None
+        self.unfolded_thresholds: nn.ModuleList | None = None
+        if method.unfolded:
+            self.unfolded_dictionaries = nn.ModuleList(bank() for _ in range(n_iter))
+            self.unfolded_thresholds = nn.ModuleList(biases() for _ in range(n_iter))
+        self.thresholds = biases()
         self.step_sizes = nn.ParameterList(
             nn.Parameter(torch.tensor(float(step_init))) for _ in specs
         )
         self.register_buffer("lipschitz_constants", torch.zeros(len(specs)))
+        # (input size, weight versions) the Lipschitz constants were estimated for; None: stale
+        self._lipschitz_state: tuple | None = None
+        self._step_operators: dict[tuple, list[EffectiveDictionary]] = {}
+        self.register_load_state_dict_post_hook(_invalidate_lipschitz)
+        method.initialize_(self)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -152,7 +211,14 @@ class MLCSC(nn.Module):
     def n_iter(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"n_iter must be a non-negative integer, got {value!r}")
+        if self._method.unfolded and value > self._built_n_iter:
+            raise ValueError(
+                f"pursuit {self.pursuit!r} has filters of its own in each of the "
+                f"{self._built_n_iter} unfoldings it was built with; n_iter must be at most "
+                f"{self._built_n_iter}, got {value}"
+            )
         self._n_iter = value
+        self._lipschitz_state = None  # estimate again (to convergence) before the next pass
 
     @property
     def num_layers(self) -> int:
@@ -209,28 +275,126 @@ class MLCSC(nn.Module):
             raise ValueError(f"input of shape {tuple(x.shape)} contains non-finite values")
 
     # ------------------------------------------------------------------ steps
+    @property
+    def step_rule(self) -> str | None:
+        """How the steps are sized in the normalised parametrisation: ``"chain"`` or
+        ``"layer"`` (the one asked for, else the pursuit's default for the threshold mode);
+        ``None`` when no Lipschitz constants are needed (reference, or no steps)."""
+        if self.parametrization != "normalized":
+            return None
+        return self._step_rule or self._method.default_step_rule(self.threshold_mode)
+
+    def step_operators(self, input_size: Sequence[int]) -> list[EffectiveDictionary]:
+        """The operators whose norms size the steps on inputs of ``input_size``:
+        ``D₁⋯D_j`` (step rule ``"chain"``) or ``D_j`` (otherwise), one per layer."""
+        size = tuple(int(n) for n in input_size)
+        key = (self.step_rule, size)
+        if key not in self._step_operators:
+            sizes = self.layer_sizes(size)[:-1]
+            dictionaries = list(self.dictionaries)
+            if self.step_rule == "chain":
+                operators = [
+                    EffectiveDictionary(dictionaries[: j + 1], sizes[: j + 1])
+                    for j in range(self.num_layers)
+                ]
+            else:
+                operators = [
+                    EffectiveDictionary([d], [s]) for d, s in zip(dictionaries, sizes, strict=True)
+                ]
+            self._step_operators[key] = operators
+        return self._step_operators[key]
+
     @torch.no_grad()
     def refresh_lipschitz(self, input_size: Sequence[int], n_iter: int = 100) -> Tensor:
-        """Re-estimate ``L_j = ‖D_j‖₂²`` for every layer on inputs of ``input_size``."""
-        sizes = self.layer_sizes(input_size)
-        for j, dictionary in enumerate(self.dictionaries):
-            self.lipschitz_constants[j] = dictionary.lipschitz(sizes[j], n_iter=n_iter)
+        """Estimate the norms of :meth:`step_operators` on inputs of ``input_size`` (warm-started
+        from the last estimate, at most ``n_iter`` iterations) into ``lipschitz_constants``."""
+        self.layer_sizes(input_size)
+        for j, operator in enumerate(self.step_operators(input_size)):
+            self.lipschitz_constants[j] = operator.lipschitz(n_iter=n_iter)
+        self._lipschitz_state = (tuple(int(n) for n in input_size), self._weight_versions())
         return self.lipschitz_constants.clone()
 
-    def steps(self) -> list[Tensor]:
-        """The step sizes ``c_j = clamp(step_sizes[j], 0, 1.99) / L_j`` used by the pursuit."""
-        return [
-            relative.clamp(0.0, MAX_RELATIVE_STEP) / self.lipschitz_constants[j].clamp_min(1e-12)
-            for j, relative in enumerate(self.step_sizes)
-        ]
+    def _weight_versions(self) -> tuple:
+        # in-place updates (optimizer steps, load_state_dict, normalize_) bump a tensor's version
+        return tuple((d.weight.data_ptr(), d.weight._version) for d in self.dictionaries)
 
     def _update_lipschitz(self, input_size: Sequence[int]) -> None:
-        if self.n_iter == 0 or self.pursuit == "layered_thresholding":
+        if self.step_rule is None or self.n_iter == 0:
             return
-        if self.training or not bool((self.lipschitz_constants > 0).all()):
-            first = not bool((self.lipschitz_constants > 0).all())
-            # a few warm-started power iterations track the dictionaries as they learn
-            self.refresh_lipschitz(input_size, n_iter=100 if first else 2)
+        size = tuple(int(n) for n in input_size)
+        state = self._lipschitz_state
+        if state is not None and state == (size, self._weight_versions()):
+            return  # the weights have not moved since the last estimate
+        if self.training and state is not None and state[0] == size:
+            # the dictionaries moved by one optimizer step: two warm-started power iterations
+            # track the norms at the cost of a few convolutions on one image
+            self.refresh_lipschitz(size, n_iter=2)
+        else:  # unknown, another size, or evaluation: converge
+            self.refresh_lipschitz(size)
+
+    def compound_steps(self) -> list[Tensor]:
+        """``c₁⋯c_j`` for every layer: ``clamp(ρ_j, 0, 1.99)/L_j`` in the normalised
+        parametrisation (``L_j = ‖D₁⋯D_j‖²`` for the chain rule), the running product of the
+        absolute steps in the reference one."""
+        if self.parametrization == "reference":
+            return list(itertools.accumulate(self.step_sizes, lambda a, b: a * b))
+        if self.step_rule is None:
+            raise ValueError(f"pursuit {self.pursuit!r} takes no steps")
+        relative = [
+            rho.clamp(0.0, MAX_RELATIVE_STEP) / self.lipschitz_constants[j].clamp_min(1e-12)
+            for j, rho in enumerate(self.step_sizes)
+        ]
+        if self.step_rule == "chain":
+            return relative
+        return list(itertools.accumulate(relative, lambda a, b: a * b))
+
+    def steps(self) -> list[Tensor] | None:
+        """The per-layer steps ``c_j`` the pursuit uses (``None`` for a pursuit without steps):
+        ``c_j = (c₁⋯c_j)/(c₁⋯c_{j−1})`` for the chain rule, ``clamp(ρ_j)/‖D_j‖²`` for the
+        layer rule, ``step_sizes[j]`` in the reference parametrisation."""
+        if self.parametrization == "reference":
+            return list(self.step_sizes)
+        if self.step_rule is None:
+            return None
+        if self.step_rule == "layer":
+            return [
+                rho.clamp(0.0, MAX_RELATIVE_STEP) / self.lipschitz_constants[j].clamp_min(1e-12)
+                for j, rho in enumerate(self.step_sizes)
+            ]
+        compound = self.compound_steps()
+        return [compound[0]] + [compound[j] / compound[j - 1] for j in range(1, len(compound))]
+
+    def layer_parameters(self, input_size: Sequence[int]) -> LayerParameters:
+        """The operators and numbers the pursuit runs with on inputs of ``input_size``
+        (:class:`~mlcsc.pursuit.LayerParameters`), resolved from the parametrisation."""
+        sizes = self.layer_sizes(input_size)[:-1]
+        dictionaries = list(self.dictionaries)
+        analysis = list(self.analysis_dictionaries or dictionaries)
+        unfolded = None
+        if self.unfolded_dictionaries is not None:
+            unfolded = [
+                (list(bank), list(thresholds))
+                for bank, thresholds in zip(
+                    self.unfolded_dictionaries, self.unfolded_thresholds, strict=True
+                )
+            ]
+        layers = LayerParameters(
+            dictionaries,
+            analysis,
+            sizes,
+            list(self.thresholds),
+            self.threshold_mode,
+            unfolded=unfolded,
+        )
+        if self.parametrization == "reference":
+            steps = list(self.step_sizes)
+            layers.forward_scales = steps
+            layers.steps = steps
+            layers.published_momentum = True
+            layers.threshold_scales = [1.0] * self.num_layers  # additive biases
+        elif self.step_rule is not None:
+            layers.steps = self.steps()
+        return layers
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, return_all: bool = False) -> Tensor | list[Tensor]:
@@ -242,16 +406,9 @@ class MLCSC(nn.Module):
         """
         if self.check_input:
             self.validate_input(x)
-        self._update_lipschitz(x.shape[-2:])
-        codes = self._pursuit_function(
-            list(self.dictionaries),
-            x,
-            list(self.thresholds),
-            self.steps(),
-            self.n_iter,
-            self.threshold_mode,
-            list(self.analysis_dictionaries) if self.analysis_dictionaries is not None else None,
-        )
+        size = x.shape[-2:]
+        self._update_lipschitz(size)
+        codes = self._method(self.layer_parameters(size), x, self.n_iter)
         return codes if return_all else codes[-1]
 
     # ------------------------------------------------------------------ the model as a generator
@@ -316,9 +473,73 @@ class MLCSC(nn.Module):
         return signal
 
     def extra_repr(self) -> str:
-        return f"pursuit={self.pursuit!r}, n_iter={self.n_iter}, mode={self.threshold_mode!r}"
+        return (
+            f"pursuit={self.pursuit!r}, n_iter={self.n_iter}, mode={self.threshold_mode!r}, "
+            f"parametrization={self.parametrization!r}"
+        )
 
 
 def available_pursuits() -> list[str]:
     """Names accepted by ``MLCSC(pursuit=...)``."""
     return sorted(PURSUITS)
+
+
+def _invalidate_lipschitz(module: MLCSC, incompatible_keys) -> None:
+    """After ``load_state_dict`` the stored constants may belong to other weights or sizes."""
+    module._lipschitz_state = None
+
+
+def _new_dictionary(in_channels: int, spec: LayerSpec, init: str) -> ConvDictionary:
+    dictionary = ConvDictionary(in_channels, *spec)
+    if init == "reference":  # N(0, 1)·0.1/√(fan-in), as in the public code of Sulam et al.
+        fan_in = in_channels * spec[1] * spec[1]
+        with torch.no_grad():
+            dictionary.weight.normal_().mul_(0.1 / math.sqrt(fan_in))
+    return dictionary
+
+
+def _check_pursuit_options(
+    method, parametrization, init, untied, step_rule
+) -> tuple[str, str, bool]:
+    """Validate the options against what the pursuit declares, before any work."""
+    name = method.name
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(
+            f"unknown parametrization {parametrization!r}; expected one of "
+            f"{', '.join(PARAMETRIZATIONS)}"
+        )
+    if parametrization not in method.parametrizations:
+        raise ValueError(
+            f"pursuit {name!r} does not support parametrization {parametrization!r}; "
+            f"expected one of {', '.join(method.parametrizations)}"
+        )
+    if step_rule is not None:
+        if parametrization != "normalized":
+            raise ValueError(
+                f"step_rule applies to the normalized parametrization; the {parametrization} "
+                f"one uses absolute steps: expected step_rule=None, got {step_rule!r}"
+            )
+        if step_rule not in method.step_rules:
+            supported = ", ".join(method.step_rules) or "none (it takes no steps)"
+            raise ValueError(
+                f"pursuit {name!r} does not support step_rule {step_rule!r}; expected one of "
+                f"{supported}"
+            )
+    if init is None:
+        init = "reference" if parametrization == "reference" else "unit"
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+    if untied is None:
+        untied = method.untied == "required"
+    if not isinstance(untied, bool):
+        raise ValueError(f"untied must be True, False or None, got {untied!r}")
+    if untied and method.untied == "never":
+        raise ValueError(
+            f"pursuit {name!r} cannot use untied filters (untied=True): it needs the exact "
+            f"adjoints of its dictionaries; expected untied=False or None"
+        )
+    if not untied and method.untied == "required":
+        raise ValueError(
+            f"pursuit {name!r} needs untied filters; expected untied=True or None, got False"
+        )
+    return parametrization, init, untied

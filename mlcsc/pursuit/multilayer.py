@@ -9,98 +9,206 @@ Convolutional Neural Networks", IEEE TPAMI. The multi-layer basis pursuit proble
 iteration first rebuilds the intermediate codes from it, ``Γ̂_{K−1} = D_KΓ_K``, …,
 ``Γ̂₁ = D₂Γ̂₂``, then takes one proximal-gradient step per layer from the input upward:
 
-    Γ₁ ← T_{c₁β₁}(Γ̂₁ − c₁D₁ᵀ(D₁Γ̂₁ − Y)),
-    Γ_j ← T_{c₁⋯c_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1})),   j = 2…K.
+    Γ₁ ← T_{s₁β₁}(Γ̂₁ − c₁D₁ᵀ(D₁Γ̂₁ − Y)),
+    Γ_j ← T_{s_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1})),   j = 2…K.
 
-The threshold of layer ``j`` carries the compound step ``c₁⋯c_j``: with ``β₁ = 0`` the layer-2
-update is exactly an ISTA step of size ``c₁c₂`` on ``½‖Y − D₁D₂Γ₂‖² + β₂‖Γ₂‖₁`` (in the paper's
-notation ``μ = c₁`` and ``t = c₁c₂``). With ``β₁ > 0`` the first-layer step is a forward-backward
-step rather than an exact proximal map, so the fixed point approximates the ML-BP minimiser;
-the paper analyses ML-ISTA as a proximal-gradient method on a smoothed objective.
+**Steps from the operators they act on** (MODEL.md §3b). With ``β₁ = … = β_{K−1} = 0`` and
+signed codes, expanding the layer updates (each ``D_jΓ̂_j`` is the rebuilt ``Γ̂_{j−1}``) gives
+
+    Γ_K ← T_{s_Kβ_K}(Γ_K − c₁⋯c_K·D_effᵀ(D_effΓ_K − Y)),   D_eff = D₁⋯D_K:
+
+one ISTA step of size ``c₁⋯c_K`` on the effective dictionary, stable for
+``c₁⋯c_K < 2/‖D₁⋯D_K‖²`` — not for ``c_j < 2/‖D_j‖²`` per layer, since
+``‖D₁⋯D_K‖² ≪ ‖D₁‖²⋯‖D_K‖²`` for convolutional stacks. mlcsc's normalised parametrisation
+therefore sets the compound steps from the chain norms, ``c₁⋯c_j = ρ_j/‖D₁⋯D_j‖²`` (step rule
+``"chain"``), and thresholds with ``s_j = c₁⋯c_j``: then ML-ISTA / ML-FISTA with ``β_{<K} = 0``
+*are* ISTA / FISTA on ``D_eff`` with step ``ρ_K/‖D_eff‖²``.
+
+**Non-negative intermediate codes need per-layer steps.** The layer-``j`` update sees
+``Γ̂_{j−1} − Γ_{j−1}``. Its gradient part is a step of size ``c₁⋯c_{j−1}`` and cancels into the
+chain above; a threshold adds at most ``c₁⋯c_{j−1}β_{j−1}`` per entry (bounded). But the
+projection onto ``Γ_{j−1} ≥ 0`` of a negative rebuilt code ``Γ̂_{j−1} = D_jΓ̂_j`` (signed filters)
+passes on the negative part unscaled. In the smoothed view of Sulam et al. (2019) the
+constraint enters the objective of ``Γ_K`` as a Moreau envelope of parameter ``c₁⋯c_{j−1}``,
+whose gradient has Lipschitz constant ``‖D_j⋯D_K‖²/(c₁⋯c_{j−1})``; with the step ``c₁⋯c_K`` this
+needs ``c_j⋯c_K·‖D_j⋯D_K‖² < 2`` for every ``j``. The per-layer rule ``c_i = ρ/‖D_i‖²``
+(``"layer"``) meets all of these (``‖D_j⋯D_K‖ ≤ ‖D_j‖⋯‖D_K‖``); the chain rule exceeds them by
+the factor ``‖D₁⋯D_{j−1}‖²‖D_j⋯D_K‖²/‖D₁⋯D_K‖²`` (≫ 1 for convolutional stacks), and ReLU
+ML-ISTA with chain steps diverges (measured: the codes of the MNIST stack grow without bound).
+So the default step rule is ``"chain"`` for signed codes (``soft``, ``hard``) and ``"layer"``
+for ``soft_nonneg``; the ML-CSC projection (non-negativity on ``Γ_K`` only, intermediate codes
+rebuilt) uses the chain rule in both cases.
+
+With ``β₁ > 0`` the first-layer step
+is a forward-backward step rather than an exact proximal map, so the fixed point approximates
+the ML-BP minimiser; the paper analyses ML-ISTA as a proximal-gradient method on a smoothed
+objective.
 
 It starts from the forward pass (layered thresholding), so ``n_iter = 0`` is the CNN. ML-FISTA
-adds Nesterov momentum on ``Γ_K``; ML-LISTA unties the analysis operators ``D_jᵀ`` from the
-synthesis dictionaries (learned ``B_jᵀ`` in their place).
+adds Nesterov momentum on ``Γ_K`` (Beck & Teboulle's schedule from the forward pass in the
+normalised parametrisation, the public code's one step earlier in the reference one). ML-LISTA
+learns its operators: two filter banks per layer, ``B_j`` (the dictionaries: forward pass,
+rebuild and input term) and ``W_j`` (the Gram term), no steps:
+
+    Γ_j ← T_{β_j}(Γ̂_j − W_jᵀW_jΓ̂_j + B_jᵀΓ_{j−1}),   Γ̂_{j−1} = B_jΓ̂_j.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import dataclasses
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
-from mlcsc.functional import weighted_l1
-from mlcsc.pursuit.layered import layered_thresholding
-from mlcsc.pursuit.proximal import proximal_gradient_step
+from mlcsc.functional import threshold, weighted_l1
+from mlcsc.pursuit.base import (
+    LayerParameters,
+    Pursuit,
+    fista_momentum,
+    forward_pass,
+    gradient_step,
+    signal_sizes,
+)
 from mlcsc.pursuit.registry import register_pursuit
 
-__all__ = ["ml_ista", "ml_fista", "ml_lista", "multilayer_bp_objective"]
-
-
-def _multilayer_iterations(
-    dictionaries: Sequence,
-    x: Tensor,
-    thresholds: Sequence,
-    steps: Sequence,
-    n_iter: int,
-    mode: str,
-    analysis: Sequence | None,
-    momentum: bool,
-) -> list[Tensor]:
-    analysis = analysis or dictionaries
-    codes = layered_thresholding(dictionaries, x, thresholds, mode=mode, analysis=analysis)
-    sizes = [
-        dictionary.signal_size(signal)
-        for dictionary, signal in zip(dictionaries, [x, *codes[:-1]], strict=True)
-    ]
-    deepest = len(dictionaries) - 1
-    compound = list(itertools.accumulate(steps, lambda a, b: a * b))  # c₁⋯c_j
-    gamma = codes[-1]
-    point, t = gamma, 1.0
-    for _ in range(n_iter):
-        # rebuild Γ̂_{K−1}, …, Γ̂₁ from the deepest code
-        rebuilt = [point]
-        for j in range(deepest, 0, -1):
-            rebuilt.insert(0, dictionaries[j].synthesize(rebuilt[0], sizes[j]))
-        # one proximal-gradient step per layer, from the input upward
-        signal = x
-        codes = []
-        for j, dictionary in enumerate(dictionaries):
-            # the layer-j gradient step acts on Γ_K with the compound step c₁⋯c_j, so its
-            # ℓ1 threshold is c₁⋯c_j·β_j (Sulam et al. 2019: t·λ_j with t = c₁⋯c_j)
-            signal = proximal_gradient_step(
-                dictionary,
-                rebuilt[j],
-                signal,
-                steps[j],
-                thresholds[j],
-                mode,
-                analysis[j],
-                threshold_step=compound[j],
-            )
-            codes.append(signal)
-        new = codes[-1]
-        if momentum:
-            t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-            point = new + ((t - 1.0) / t_next) * (new - gamma)
-            t = t_next
-        else:
-            point = new
-        gamma = new
-    return codes
+__all__ = [
+    "MLISTA",
+    "MLFISTA",
+    "MLLISTA",
+    "ml_ista",
+    "ml_fista",
+    "ml_lista",
+    "chain_steps",
+    "multilayer_bp_objective",
+]
 
 
 @register_pursuit("ml_ista")
-def ml_ista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
+class MLISTA(Pursuit):
     """ML-ISTA: ``n_iter`` multi-layer proximal-gradient iterations from the forward pass.
+
+    Step rules: ``"chain"`` (default for signed codes) and ``"layer"`` (default for
+    non-negative codes, see the module docstring).
+    """
+
+    step_rules = ("chain", "layer")
+    momentum = False
+
+    def default_step_rule(self, threshold_mode: str) -> str | None:
+        # a non-negativity constraint on the intermediate codes is only stable with per-layer
+        # steps (module docstring); thresholds alone leave the chain rule stable
+        return "layer" if threshold_mode == "soft_nonneg" else "chain"
+
+    def run(self, layers: LayerParameters, x: Tensor, n_iter: int) -> list[Tensor]:
+        codes = forward_pass(layers, x)
+        if self.momentum:
+            weights = fista_momentum(n_iter, published=layers.published_momentum)
+        else:
+            weights = [0.0] * n_iter
+        scales = layers.step_threshold_scales(compound=True)  # s_j = c₁⋯c_j (normalised)
+        gamma = previous = codes[-1]
+        for weight in weights:
+            point = gamma if weight == 0 else gamma + weight * (gamma - previous)
+            rebuilt = layers.rebuild(point)  # [Γ̂₁, …, Γ̂_{K−1}, point]
+            signal = x
+            codes = []
+            for j in range(layers.num_layers):  # one step per layer, from the input upward
+                signal = gradient_step(layers, j, rebuilt[j], signal, scales[j])
+                codes.append(signal)
+            previous, gamma = gamma, codes[-1]
+        return codes
+
+
+@register_pursuit("ml_fista")
+class MLFISTA(MLISTA):
+    """ML-FISTA: ML-ISTA with FISTA momentum on the deepest code."""
+
+    momentum = True
+
+
+@register_pursuit("ml_lista")
+class MLLISTA(Pursuit):
+    """ML-LISTA: learned operators ``B_j`` (``layers.dictionaries``) and ``W_j``
+    (``layers.analysis``); the forward pass is ``T_{β_j}(B_jᵀΓ_{j−1})`` and no steps are
+    taken (the operators absorb them), in either parametrisation."""
+
+    untied = "required"
+
+    @torch.no_grad()
+    def initialize_(self, encoder) -> None:
+        """With unit-norm atoms, start from ``W_j = D_j/‖D_j‖``: ``Γ − W_jᵀW_jΓ`` is then a
+        non-expansive gradient step of size ``1/‖D_j‖²`` instead of an expansive one (the
+        reference initialisation draws small independent ``W_j`` as the public code does)."""
+        if encoder.init != "unit":
+            return
+        for gram in encoder.analysis_dictionaries:
+            gram.weight.div_(gram.lipschitz().sqrt())
+
+    def run(self, layers: LayerParameters, x: Tensor, n_iter: int) -> list[Tensor]:
+        plain = dataclasses.replace(layers, forward_scales=None)
+        codes = forward_pass(plain, x, analysis=layers.dictionaries)
+        for _ in range(n_iter):
+            rebuilt = layers.rebuild(codes[-1])  # with B: Γ̂_{j−1} = B_jΓ̂_j
+            signal = x
+            codes = []
+            for j in range(layers.num_layers):
+                gram = layers.analysis[j]  # W_j
+                point = rebuilt[j]
+                z = (
+                    point
+                    - gram.analyze(gram.synthesize(point, layers.sizes[j]))
+                    + layers.dictionaries[j].analyze(signal)
+                )
+                signal = threshold(z, layers.thresholds[j], layers.mode)
+                codes.append(signal)
+        return codes
+
+
+def _normalized(dictionaries, x, thresholds, steps, mode, analysis) -> LayerParameters:
+    """Explicit per-layer steps ``c_j`` with thresholds scaled by the compound steps."""
+    return LayerParameters(
+        dictionaries,
+        analysis or dictionaries,
+        signal_sizes(dictionaries, x),
+        thresholds,
+        mode,
+        steps=list(steps),
+    )
+
+
+def chain_steps(dictionaries: Sequence, x: Tensor, relative: float = 1.0) -> list[float]:
+    """Per-layer steps ``c_j`` whose compound steps are ``c₁⋯c_j = ρ/‖D₁⋯D_j‖²``, for the
+    signals ``x`` (only their size matters): the steps that make :func:`ml_ista` /
+    :func:`ml_fista` with ``β_{<K} = 0`` exactly ISTA / FISTA on ``D_eff`` with step
+    ``ρ/‖D_eff‖²`` (MODEL.md §3b).
+
+    Args:
+        dictionaries: ``[D₁, …, D_K]``.
+        x: signals the pursuit will run on, ``(B, C, H, W)`` or ``(B, n)``.
+        relative: ``ρ`` in ``(0, 2)``.
+    """
+    from mlcsc.effective_dictionary import EffectiveDictionary
+
+    if not 0 < relative < 2:
+        raise ValueError(f"relative step must be in (0, 2), got {relative}")
+    sizes = signal_sizes(dictionaries, x)
+    compound = [
+        relative / float(EffectiveDictionary(dictionaries[: j + 1], sizes[: j + 1]).lipschitz())
+        for j in range(len(dictionaries))
+    ]
+    return [compound[0]] + [compound[j] / compound[j - 1] for j in range(1, len(compound))]
+
+
+def ml_ista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
+    """ML-ISTA with explicit steps.
 
     Args:
         dictionaries: ``[D₁, …, D_K]``.
         x: input ``(B, C, H, W)``.
         thresholds: ``[β₁, …, β_K]`` (ℓ1 weights; scalars or ``(m_j,)`` tensors).
-        steps: ``[c₁, …, c_K]`` step sizes (stable for ``c_j < 2/‖D_j‖²``).
+        steps: ``[c₁, …, c_K]``; layer ``j`` thresholds at ``c₁⋯c_j·β_j``. Stable when every
+            compound step ``c₁⋯c_j < 2/‖D₁⋯D_j‖²``.
         n_iter: number of iterations ``T`` (0 gives the forward pass).
         mode: thresholding operator.
         analysis: optional analysis dictionaries ``B_j`` used for the adjoints.
@@ -108,31 +216,30 @@ def ml_ista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", anal
     Returns:
         ``[Γ₁, …, Γ_K]`` from the last iteration (each the output of its thresholding).
     """
-    return _multilayer_iterations(
-        dictionaries, x, thresholds, steps, n_iter, mode, analysis, momentum=False
-    )
+    layers = _normalized(dictionaries, x, thresholds, steps, mode, analysis)
+    return MLISTA()(layers, x, n_iter)
 
 
-@register_pursuit("ml_fista")
 def ml_fista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
-    """ML-FISTA: ML-ISTA with FISTA momentum on the deepest code; arguments as :func:`ml_ista`."""
-    return _multilayer_iterations(
-        dictionaries, x, thresholds, steps, n_iter, mode, analysis, momentum=True
-    )
+    """ML-FISTA with explicit steps (Beck & Teboulle's momentum from the forward pass);
+    arguments as :func:`ml_ista`."""
+    layers = _normalized(dictionaries, x, thresholds, steps, mode, analysis)
+    return MLFISTA()(layers, x, n_iter)
 
 
-@register_pursuit("ml_lista", untied=True)
-def ml_lista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
-    """ML-LISTA: ML-ISTA whose adjoints ``D_jᵀ`` are replaced by learned analysis operators.
+def ml_lista(dictionaries, gram, x, thresholds, n_iter, mode="soft_nonneg"):
+    """ML-LISTA with operators ``B_j = dictionaries[j]`` and ``W_j = gram[j]``.
 
-    ``analysis`` (the ``B_j``, one per layer, shaped like the ``D_j``) is required; the forward
-    pass uses them too, so ``n_iter = 0`` is the CNN with weights ``B_j``.
+    ``Γ_j⁰ = T_{β_j}(B_jᵀΓ_{j−1})``; each iteration rebuilds ``Γ̂_{j−1} = B_jΓ̂_j`` and updates
+    ``Γ_j = T_{β_j}(Γ̂_j − W_jᵀW_jΓ̂_j + B_jᵀΓ_{j−1})``.
     """
-    if analysis is None:
-        raise ValueError("ml_lista needs analysis dictionaries (one per layer), got None")
-    return _multilayer_iterations(
-        dictionaries, x, thresholds, steps, n_iter, mode, analysis, momentum=False
-    )
+    if gram is None or len(gram) != len(dictionaries):
+        raise ValueError(
+            f"ml_lista needs one Gram filter bank W_j per layer ({len(dictionaries)}), "
+            f"got {None if gram is None else len(gram)}"
+        )
+    layers = LayerParameters(dictionaries, gram, signal_sizes(dictionaries, x), thresholds, mode)
+    return MLLISTA()(layers, x, n_iter)
 
 
 def multilayer_bp_objective(
@@ -143,11 +250,7 @@ def multilayer_bp_objective(
     ``thresholds`` are scalars or per-channel ``(m_i,)`` tensors (weighted ℓ1). The intermediate
     sizes are those of the forward pass on ``x``. Returns a tensor of shape ``(B,)``.
     """
-    sizes = []
-    signal = x
-    for dictionary in dictionaries:
-        sizes.append(dictionary.signal_size(signal))
-        signal = dictionary.analyze(signal)
+    sizes = signal_sizes(dictionaries, x)
     penalty = 0.0
     current = gamma
     for j in range(len(dictionaries) - 1, -1, -1):

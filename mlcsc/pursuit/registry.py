@@ -1,42 +1,61 @@
 """The registry of multi-layer pursuits that :class:`~mlcsc.MLCSC` can run.
 
-A pursuit is a function
+A pursuit is a :class:`~mlcsc.pursuit.base.Pursuit` subclass registered under a name:
 
-    pursuit(dictionaries, x, thresholds, steps, n_iter, mode, analysis) -> [Γ₁, …, Γ_K]
+    @register_pursuit("my_pursuit")
+    class MyPursuit(Pursuit):
+        step_rules = ("chain",)      # what it needs (see Pursuit)
 
-registered under a name with :func:`register_pursuit`. Adding a pursuit to mlcsc is writing one
-such function and one ``configs/model/<name>.yaml``.
+        def run(self, layers, x, n_iter):
+            ...                      # -> [Γ₁, …, Γ_K]
+
+Adding a pursuit to mlcsc is writing one such class and one ``configs/model/<name>.yaml``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from mlcsc.pursuit.base import PARAMETRIZATIONS, STEP_RULES, UNTIED, Pursuit
+
 __all__ = ["PURSUITS", "register_pursuit", "get_pursuit"]
 
-PURSUITS: dict[str, Callable] = {}
+#: name → the registered pursuit (an instance of its class)
+PURSUITS: dict[str, Pursuit] = {}
 
 
-def register_pursuit(name: str, untied: bool = False) -> Callable[[Callable], Callable]:
-    """Register a multi-layer pursuit under ``name``.
+def register_pursuit(name: str) -> Callable[[type[Pursuit]], type[Pursuit]]:
+    """Class decorator: register a :class:`~mlcsc.pursuit.base.Pursuit` subclass as ``name``.
 
-    Args:
-        name: the name used by ``MLCSC(pursuit=name)`` and the configs.
-        untied: the pursuit needs analysis dictionaries separate from the synthesis ones
-            (as ML-LISTA does); :class:`~mlcsc.MLCSC` then creates them.
+    Raises:
+        ValueError: for a name already taken, or a declaration outside the valid choices.
     """
 
-    def decorator(function: Callable) -> Callable:
+    def decorator(cls: type[Pursuit]) -> type[Pursuit]:
+        if not (isinstance(cls, type) and issubclass(cls, Pursuit)):
+            raise ValueError(f"register_pursuit expects a Pursuit subclass, got {cls!r}")
         if name in PURSUITS:
             raise ValueError(f"a pursuit named {name!r} is already registered")
-        function.untied = untied  # type: ignore[attr-defined]
-        PURSUITS[name] = function
-        return function
+        if not set(cls.step_rules) <= set(STEP_RULES):
+            raise ValueError(
+                f"{name}: step_rules must be a subset of {STEP_RULES}, got {cls.step_rules!r}"
+            )
+        if cls.untied not in UNTIED:
+            raise ValueError(f"{name}: untied must be one of {UNTIED}, got {cls.untied!r}")
+        unknown = set(cls.parametrizations) - set(PARAMETRIZATIONS)
+        if not cls.parametrizations or unknown:
+            raise ValueError(
+                f"{name}: parametrizations must be a non-empty subset of {PARAMETRIZATIONS}, "
+                f"got {cls.parametrizations!r}"
+            )
+        cls.name = name
+        PURSUITS[name] = cls()
+        return cls
 
     return decorator
 
 
-def get_pursuit(name: str) -> Callable:
+def get_pursuit(name: str) -> Pursuit:
     """The pursuit registered as ``name``; ValueError listing the valid names otherwise."""
     try:
         return PURSUITS[name]

@@ -30,6 +30,9 @@ MODEL_KEYS = (
     "threshold_init",
     "step_init",
     "threshold_mode",
+    "parametrization",
+    "init",
+    "step_rule",
     "features",
     "dropout",
 )
@@ -54,6 +57,9 @@ def build_encoder(model: Mapping[str, Any], in_channels: int, input_size: Sequen
             threshold_init=model.get("threshold_init", 0.0),
             step_init=model.get("step_init", 1.0),
             threshold_mode=model.get("threshold_mode", "soft_nonneg"),
+            parametrization=model.get("parametrization", "normalized"),
+            init=model.get("init"),
+            step_rule=model.get("step_rule"),
         )
         encoder.layer_sizes(input_size)
     except KeyError as error:
@@ -174,7 +180,7 @@ class ClassificationModule(pl.LightningModule):
             zip(self.encoder.thresholds, self.encoder.step_sizes, strict=True), start=1
         ):
             self.log(f"threshold/layer{j}_mean", beta.detach().mean())
-            self.log(f"step/layer{j}_relative", step.detach())
+            self.log(f"step/layer{j}", step.detach())
 
     def on_validation_epoch_end(self) -> None:
         log_atom_images(self, self.image_every_n_epochs)

@@ -1,0 +1,111 @@
+"""The effective dictionary ``D_eff = D₁D₂⋯D_K`` of an ML-CSC stack, as one dictionary.
+
+The ML-CSC model ``Y = D₁Γ₁, Γ₁ = D₂Γ₂, …, Γ_{K−1} = D_KΓ_K`` says ``Y = D_effΓ_K``: the deepest
+code is a sparse code in the dictionary of "molecules" (Sulam, Papyan, Romano & Elad 2018). Its
+norm ``‖D₁⋯D_j‖₂²`` is the Lipschitz constant that sizes the steps of the multi-layer pursuits
+(MODEL.md §3b), and it is the dictionary of the ML-CSC projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mlcsc.dictionary import Dictionary
+
+__all__ = ["EffectiveDictionary"]
+
+
+class EffectiveDictionary(Dictionary):
+    """``D₁D₂⋯D_K`` at fixed signal sizes, with the :class:`~mlcsc.dictionary.Dictionary`
+    interface (synthesis, its exact adjoint, the Lipschitz constant by power iteration).
+
+    Args:
+        dictionaries: ``[D₁, …, D_K]`` (shared, not copied: the operator follows them as they
+            learn).
+        sizes: spatial size of the signal of every dictionary, ``[(H, W), (H₁, W₁), …]``
+            (``None`` entries for dense dictionaries).
+
+    Shape:
+        synthesize: ``(B, m_K, H_K, W_K)`` → ``(B, C, H, W)``; analyze: the reverse.
+    """
+
+    def __init__(self, dictionaries: Sequence[Dictionary], sizes: Sequence):
+        super().__init__()
+        if not dictionaries or len(sizes) != len(dictionaries):
+            raise ValueError(
+                f"an effective dictionary needs one signal size per dictionary, got "
+                f"{len(dictionaries)} dictionaries and {len(sizes)} sizes"
+            )
+        self.dictionaries = nn.ModuleList(dictionaries)
+        self.sizes = [tuple(size) if size is not None else None for size in sizes]
+
+    @property
+    def weight(self) -> Tensor:  # the dtype and device of the operator
+        return self.dictionaries[-1].weight
+
+    @property
+    def num_atoms(self) -> int:
+        return self.dictionaries[-1].num_atoms
+
+    def code_size(self) -> tuple[int, int] | None:
+        """Spatial size of the deepest code."""
+        last = self.dictionaries[-1]
+        size = self.sizes[-1]
+        return last.output_size(size) if size is not None else None
+
+    def synthesize(self, codes: Tensor, output_size=None) -> Tensor:
+        """``D₁⋯D_KΓ_K`` (the signal size is the stack's, ``output_size`` is ignored)."""
+        signal = codes
+        for dictionary, size in zip(reversed(self.dictionaries), reversed(self.sizes), strict=True):
+            signal = dictionary.synthesize(signal, size)
+        return signal
+
+    def analyze(self, x: Tensor) -> Tensor:
+        """``D_Kᵀ⋯D₁ᵀx``, the adjoint of :meth:`synthesize`."""
+        for dictionary in self.dictionaries:
+            x = dictionary.analyze(x)
+        return x
+
+    def signal_size(self, y: Tensor):
+        return self.sizes[0]
+
+    def atom_norms(self) -> Tensor:
+        """Norms of the molecules (one synthesis of a unit code per atom at the origin)."""
+        size = self.code_size()
+        shape = (self.num_atoms, self.num_atoms, *(size if size is not None else ()))
+        units = torch.zeros(shape, dtype=self.weight.dtype, device=self.weight.device)
+        index = torch.arange(self.num_atoms)
+        if size is None:
+            units[index, index] = 1
+        else:
+            units[index, index, 0, 0] = 1
+        return self.synthesize(units).flatten(1).norm(dim=1)
+
+    @torch.no_grad()
+    def matrix(self, chunk: int = 4096) -> Tensor:
+        """The explicit ``(n, N)`` matrix: column ``i`` is the synthesis of the ``i``-th unit
+        deepest code (flattened channel-major), row ``i`` a flattened signal entry. For tests
+        and small stacks: it has ``n·N`` entries."""
+        shape = self._code_shape(None)[1:]
+        count = 1
+        for n in shape:
+            count *= n
+        columns = []
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            units = torch.zeros(
+                stop - start, count, dtype=self.weight.dtype, device=self.weight.device
+            )
+            units[torch.arange(stop - start), torch.arange(start, stop)] = 1
+            columns.append(self.synthesize(units.view(-1, *shape)).flatten(1))
+        return torch.cat(columns).T
+
+    def _code_shape(self, input_size) -> tuple[int, ...]:
+        size = self.code_size()
+        return (1, self.num_atoms, *(size if size is not None else ()))
+
+    def extra_repr(self) -> str:
+        return f"layers={len(self.dictionaries)}, sizes={self.sizes}"
