@@ -108,14 +108,23 @@ def test_conv_lipschitz_matches_explicit_gram_matrix(
     assert estimate <= top * (1 + 1e-10)
 
 
-def test_conv_lipschitz_default_size_and_warm_start():
+def test_conv_lipschitz_without_size_bounds_every_size():
     dictionary = ConvDictionary(2, 3, 3, stride=2).double()
-    cold = float(dictionary.lipschitz())
-    assert cold > 0
+    bound = float(dictionary.lipschitz())
+    # a certified bound, not an iteration: the iteration arguments do not change it
+    assert float(dictionary.lipschitz(n_iter=2, warm_start=False)) == bound
+    for size in [(3, 3), (13, 11), (40, 36)]:
+        assert float(dictionary.lipschitz(size)) <= bound
+    # and tight for large images
+    assert float(dictionary.lipschitz((40, 36), n_iter=300, tol=0.0)) >= bound / 1.05
+
+
+def test_conv_lipschitz_warm_start_refines_in_two_iterations():
+    dictionary = ConvDictionary(2, 3, 3, stride=2).double()
+    cold = float(dictionary.lipschitz((13, 11), warm_start=False))
     # a warm restart from the stored vector gives the same estimate in very few iterations
-    warm = float(dictionary.lipschitz(n_iter=2))
-    assert warm == pytest.approx(cold, rel=1e-4)
-    assert float(dictionary.lipschitz((13, 11))) <= cold * 1.05
+    warm = float(dictionary.lipschitz((13, 11), n_iter=2))
+    assert warm == pytest.approx(cold, rel=1e-6)
 
 
 def test_lipschitz_does_not_track_gradients():

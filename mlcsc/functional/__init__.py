@@ -1,4 +1,5 @@
-"""Stateless operators: thresholds, power iteration, convolutional synthesis and analysis."""
+"""Stateless operators: thresholds, largest eigenvalues (power iteration, Lanczos), certified
+norm bounds and convolutional synthesis and analysis."""
 
 from mlcsc.functional.conv import (
     conv_analysis,
@@ -6,7 +7,8 @@ from mlcsc.functional.conv import (
     conv_synthesis,
     conv_transpose_output_size,
 )
-from mlcsc.functional.power_iteration import power_iteration
+from mlcsc.functional.power_iteration import largest_eigenvalue, power_iteration
+from mlcsc.functional.spectral import conv_lipschitz_bound, polyphase_filters
 from mlcsc.functional.thresholds import (
     THRESHOLD_MODES,
     hard_threshold,
@@ -19,10 +21,13 @@ from mlcsc.functional.thresholds import (
 __all__ = [
     "THRESHOLD_MODES",
     "conv_analysis",
+    "conv_lipschitz_bound",
     "conv_output_size",
     "conv_synthesis",
     "conv_transpose_output_size",
     "hard_threshold",
+    "largest_eigenvalue",
+    "polyphase_filters",
     "power_iteration",
     "soft_nonneg_threshold",
     "soft_threshold",

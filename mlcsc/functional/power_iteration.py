@@ -1,7 +1,13 @@
-"""Power iteration for the largest eigenvalue of a self-adjoint positive operator.
+"""The largest eigenvalue of a self-adjoint positive semi-definite operator.
 
 Used to estimate the Lipschitz constant ``L = ‖D‖₂² = λ_max(DᵀD)`` of the gradient of
 ``½‖y − DΓ‖²``, which fixes the step size ``1/L`` of ISTA/FISTA.
+
+* :func:`power_iteration` — cheapest per step; good for tracking a slowly moving operator from a
+  warm start (a couple of iterations per training step), slow from a cold start.
+* :func:`largest_eigenvalue` — Lanczos with full re-orthogonalisation and thick restarts: the
+  same number of operator applications buys a far better estimate, because it optimises the
+  Rayleigh quotient over the whole Krylov space instead of using only its last vector.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["power_iteration"]
+__all__ = ["largest_eigenvalue", "power_iteration"]
 
 
 @torch.no_grad()
@@ -52,3 +58,135 @@ def power_iteration(
         if converged:
             break
     return estimate, v
+
+
+@torch.no_grad()
+def largest_eigenvalue(
+    operator: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    n_iter: int = 100,
+    tol: float = 1e-7,
+    krylov_dim: int = 40,
+) -> tuple[Tensor, Tensor]:
+    """``λ_max`` and its eigenvector for a self-adjoint positive semi-definite ``operator``.
+
+    Thick-restart Lanczos (Krylov–Schur) with full re-orthogonalisation. After ``j`` operator
+    applications the basis ``Q`` spans the Krylov space ``span{x₀, Ax₀, …, A^{j−1}x₀}`` (thick
+    restarts keep the best part of it once ``krylov_dim`` vectors are held) and the returned
+    value is the largest Ritz value ``θ = λ_max(QᵀAQ)``, the maximum of the Rayleigh quotient
+    ``vᵀAv/vᵀv`` over that space, with ``v`` the Ritz vector. Hence
+
+    * ``θ ≤ λ_max`` always (up to rounding): it is a Rayleigh quotient, so a step ``1/θ`` is
+      never *more* cautious than ``1/λ_max`` — converge before using ``1.99/θ``;
+    * ``θ`` is never below the power-iteration estimate after the same number of applications
+      from the same start (the power iterate lies in the Krylov space) and converges to
+      ``λ_max`` much faster: the error decays like ``exp(−4j√(gap/spread))`` rather than
+      ``exp(−2j·gap/spread)`` (Kaniel–Paige), which matters for convolutions, whose spectrum is
+      nearly continuous near its top;
+    * the residual ``r = ‖Av − θv‖`` is known for free; there is an eigenvalue within ``r`` of
+      ``θ``, and once ``θ`` is isolated its error is about ``r²/gap``.
+
+    Args:
+        operator: the map ``v ↦ A v`` on real tensors shaped like ``x0`` (for a dictionary,
+            ``v ↦ Dᵀ(D v)``; for a chain, ``v ↦ (D₁⋯D_j)ᵀ(D₁⋯D_j)v``). It must be linear,
+            self-adjoint for the Euclidean inner product of the flattened tensors and positive
+            semi-definite.
+        x0: starting vector (any shape, not zero). A random vector from a cold start; the
+            returned vector of a previous call to refine an estimate as the operator moves.
+        n_iter: maximum number of operator applications (``n_iter = 1`` returns the Rayleigh
+            quotient of ``x0``).
+        tol: stop when the residual ``‖Av − θv‖`` falls below ``tol·θ`` (``0`` runs all
+            ``n_iter`` applications). The error of ``θ`` itself is then usually far smaller;
+            on a nearly continuous spectrum the residual shrinks slowly and ``n_iter`` is what
+            stops the iteration.
+        krylov_dim: number of basis vectors held (memory: ``krylov_dim + 1`` copies of ``x0``);
+            when full, the basis is shrunk to its best ``krylov_dim // 2`` Ritz vectors.
+
+    Returns:
+        ``(eigenvalue, vector)``: a 0-d tensor (the largest Ritz value) and the unit-norm Ritz
+        vector shaped like ``x0``, both in ``x0``'s dtype and on its device.
+
+    Raises:
+        ValueError: for ``n_iter < 1``, ``krylov_dim < 2`` or a zero or non-finite ``x0``.
+    """
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
+    if krylov_dim < 2:
+        raise ValueError(f"krylov_dim must be at least 2, got {krylov_dim}")
+    shape, dtype, device = x0.shape, x0.dtype, x0.device
+    x = x0.reshape(-1)
+    norm = x.norm()
+    if not bool(torch.isfinite(norm)) or float(norm) == 0.0:
+        raise ValueError("x0 must be a non-zero, finite starting vector")
+    size = x.numel()
+    capacity = min(krylov_dim, size)  # never more than `size` orthonormal vectors exist
+    basis = torch.zeros(capacity + 1, size, dtype=dtype, device=device)
+    basis[0] = x / norm
+    # projection of the operator on the basis, kept in float64 on the CPU: it is tiny, and the
+    # Rayleigh–Ritz step should not lose the accuracy that re-orthogonalisation buys
+    projection = torch.zeros(capacity + 1, capacity, dtype=torch.float64)
+    eps = torch.finfo(dtype).eps
+    held = 0  # basis vectors whose images are known; basis[held] is the next to expand
+    theta = torch.zeros((), dtype=torch.float64)
+    coefficients = torch.ones(1, dtype=torch.float64)  # Ritz vector in basis coordinates
+    for applications in range(1, n_iter + 1):
+        q = basis[: held + 1]
+        w = operator(basis[held].view(shape)).reshape(-1).to(dtype)
+        image_norm = float(w.norm())
+        # classical Gram–Schmidt twice ("twice is enough") keeps the basis orthonormal to
+        # working precision, so no spurious copies of converged Ritz values appear
+        h = q @ w
+        w = w - h @ q
+        h2 = q @ w
+        w = w - h2 @ q
+        projection[: held + 1, held] = (h + h2).double().cpu()
+        beta = float(w.norm())
+        held += 1
+        small = projection[:held, :held]
+        values, vectors = torch.linalg.eigh((small + small.T) / 2)
+        theta, coefficients = values[-1], vectors[:, -1]
+        breakdown = beta <= 10 * eps * max(image_norm, abs(float(theta)))
+        if breakdown:
+            # the basis spans an invariant subspace: its Ritz values are exact eigenvalues
+            break
+        projection[held, held - 1] = beta
+        basis[held] = w / beta
+        # residual of the Ritz pair: ‖A Q y − θ Q y‖ = |row `held` of the projection · y|;
+        # an eigenvalue lies within it of θ. (The sharper estimate r²/(θ − θ₂) is not used:
+        # near a continuous top of the spectrum θ₂ is far from λ₂ and it stops too early.)
+        residual = abs(float(projection[held, :held] @ coefficients))
+        if residual <= tol * abs(float(theta)):
+            break
+        if held == capacity and applications < n_iter:
+            if capacity < 2:  # a one-dimensional space is invariant: handled above
+                break
+            held = _thick_restart(basis, projection, values, vectors, held, capacity)
+            coefficients = torch.zeros(held, dtype=torch.float64)
+            coefficients[-1] = 1.0  # the best Ritz vector was put last
+    vector = coefficients.to(device=device, dtype=dtype) @ basis[: coefficients.numel()]
+    vector = vector / vector.norm().clamp_min(torch.finfo(dtype).tiny)
+    return theta.to(device=device, dtype=dtype), vector.view(shape)
+
+
+def _thick_restart(
+    basis: Tensor, projection: Tensor, values: Tensor, vectors: Tensor, held: int, capacity: int
+) -> int:
+    """Shrink a full basis to its best Ritz vectors plus the residual direction, in place.
+
+    With ``A Q = Q T + q_next bᵀ`` and ``T Y = Y Θ``, the kept Ritz vectors ``V = Q Y_p``
+    satisfy ``A V = V Θ_p + q_next (bᵀY_p)``: the new projection is ``Θ_p`` bordered by the
+    coupling row ``bᵀY_p`` (an arrowhead), and the Krylov relation goes on from ``q_next``.
+    Returns the number of vectors kept (the largest Ritz value is the last of them).
+    """
+    keep = max(1, capacity // 2)
+    kept_vectors = vectors[:, -keep:]  # ascending: the largest Ritz value last
+    ritz = kept_vectors.T.to(device=basis.device, dtype=basis.dtype) @ basis[:held]
+    coupling = projection[held, :held] @ kept_vectors
+    residual_direction = basis[held].clone()
+    basis[:keep] = ritz
+    basis[keep] = residual_direction
+    projection.zero_()
+    projection[:keep, :keep] = torch.diag(values[-keep:])
+    projection[keep, :keep] = coupling
+    projection[:keep, keep] = 0  # filled by the next expansion (it equals the coupling row)
+    return keep
