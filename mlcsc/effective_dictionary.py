@@ -3,7 +3,7 @@
 The ML-CSC model ``Y = D₁Γ₁, Γ₁ = D₂Γ₂, …, Γ_{K−1} = D_KΓ_K`` says ``Y = D_effΓ_K``: the deepest
 code is a sparse code in the dictionary of "molecules" (Sulam, Papyan, Romano & Elad 2018). Its
 norm ``‖D₁⋯D_j‖₂²`` is the Lipschitz constant that sizes the steps of the multi-layer pursuits
-(MODEL.md §3b), and it is the dictionary of the ML-CSC projection.
+(:mod:`mlcsc.pursuit.multilayer`), and it is the dictionary of the ML-CSC projection.
 """
 
 from __future__ import annotations

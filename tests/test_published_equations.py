@@ -1,10 +1,10 @@
 """``MLCSC(parametrization="reference")`` is the network of Sulam, Aberdam, Beck & Elad (2019).
 
-Each pursuit is compared with a plain loop written here from the published equations
-(MODEL.md §3b: learnable absolute step ``c_j`` that also scales the forward pass, additive bias
-``b_j = −β_j`` not scaled by any step, S = ReLU, the public ML-FISTA momentum schedule, layered BP
-layer by layer, ML-LISTA with two filter banks, All Free with filters per unfolding), on the
-MNIST reference architecture with random non-zero biases and steps, in float32.
+Each pursuit is compared with a plain loop written here from the published equations (the
+paper's public code: learnable absolute step ``c_j`` that also scales the forward pass, additive
+bias ``b_j = −β_j`` not scaled by any step, S = ReLU, the public ML-FISTA momentum schedule,
+layered BP layer by layer, ML-LISTA with two filter banks, All Free with filters per unfolding),
+on the MNIST reference architecture with random non-zero biases and steps, in float32.
 """
 
 from __future__ import annotations

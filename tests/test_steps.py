@@ -1,4 +1,4 @@
-"""Steps from the operators they act on, and the ML-CSC projection (MODEL.md §3b).
+"""Steps from the operators they act on, and the ML-CSC projection.
 
 With ``β₁ = … = β_{K−1} = 0`` and signed codes one ML-ISTA iteration is one ISTA step of size
 ``c₁⋯c_K`` on ``D_eff = D₁⋯D_K``; mlcsc's normalised parametrisation sets the compound steps
@@ -132,8 +132,9 @@ def test_ml_fista_converges_as_fast_as_fista_on_d_eff_on_the_lecture_mnist_stack
     effective = DenseDictionary(matrix)
     y = x.flatten(1)
 
+    @torch.no_grad()
     def objective(codes):
-        return float(bp_objective(effective, codes.detach().flatten(1), y, lam).sum())
+        return float(bp_objective(effective, codes.flatten(1), y, lam).sum())
 
     model.n_iter = 0
     start = model(x).detach().flatten(1)

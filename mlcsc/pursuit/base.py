@@ -8,7 +8,7 @@ equations. Two parametrisations resolve a model's parameters into those numbers
 
 * ``"normalized"`` (mlcsc's default): thresholds ``β_j`` are ℓ1 weights and the steps come from
   the norms of the operators they act on, so that the unrolled iterations converge as fast as
-  the mathematics allows (MODEL.md §3b);
+  the mathematics allows (:mod:`mlcsc.pursuit.multilayer`);
 * ``"reference"``: the equations of Sulam, Aberdam, Beck & Elad (2019)'s public networks, with a
   learnable absolute step ``c_j`` and an additive bias ``b_j = −β_j``.
 

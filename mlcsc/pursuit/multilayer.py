@@ -12,7 +12,7 @@ iteration first rebuilds the intermediate codes from it, ``Γ̂_{K−1} = D_KΓ_
     Γ₁ ← T_{s₁β₁}(Γ̂₁ − c₁D₁ᵀ(D₁Γ̂₁ − Y)),
     Γ_j ← T_{s_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1})),   j = 2…K.
 
-**Steps from the operators they act on** (MODEL.md §3b). With ``β₁ = … = β_{K−1} = 0`` and
+**Steps from the operators they act on.** With ``β₁ = … = β_{K−1} = 0`` and
 signed codes, expanding the layer updates (each ``D_jΓ̂_j`` is the rebuilt ``Γ̂_{j−1}``) gives
 
     Γ_K ← T_{s_Kβ_K}(Γ_K − c₁⋯c_K·D_effᵀ(D_effΓ_K − Y)),   D_eff = D₁⋯D_K:
@@ -181,7 +181,7 @@ def chain_steps(dictionaries: Sequence, x: Tensor, relative: float = 1.0) -> lis
     """Per-layer steps ``c_j`` whose compound steps are ``c₁⋯c_j = ρ/‖D₁⋯D_j‖²``, for the
     signals ``x`` (only their size matters): the steps that make :func:`ml_ista` /
     :func:`ml_fista` with ``β_{<K} = 0`` exactly ISTA / FISTA on ``D_eff`` with step
-    ``ρ/‖D_eff‖²`` (MODEL.md §3b).
+    ``ρ/‖D_eff‖²`` (see the module docstring).
 
     Args:
         dictionaries: ``[D₁, …, D_K]``.
