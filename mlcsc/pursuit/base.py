@@ -103,6 +103,22 @@ class LayerParameters:
         if self.forward_scales is None:
             self.forward_scales = [1.0] * count
 
+    @classmethod
+    def explicit(
+        cls, dictionaries, x: Tensor, thresholds, mode="soft_nonneg", steps=None, analysis=None
+    ) -> LayerParameters:
+        """The normalised equations with explicit per-layer steps (the functional forms
+        :func:`~mlcsc.pursuit.ml_ista`, …): signal sizes from ``x``, tied filters unless
+        ``analysis`` is given."""
+        return cls(
+            dictionaries,
+            analysis or dictionaries,
+            signal_sizes(dictionaries, x),
+            thresholds,
+            mode,
+            steps=None if steps is None else list(steps),
+        )
+
     @property
     def num_layers(self) -> int:
         return len(self.dictionaries)

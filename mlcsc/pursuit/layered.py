@@ -24,7 +24,6 @@ from mlcsc.pursuit.base import (
     Pursuit,
     forward_pass,
     gradient_step,
-    signal_sizes,
 )
 from mlcsc.pursuit.registry import register_pursuit
 
@@ -95,9 +94,7 @@ def layered_thresholding(
     Returns:
         ``[Γ₁, …, Γ_K]``.
     """
-    layers = LayerParameters(
-        dictionaries, analysis or dictionaries, signal_sizes(dictionaries, x), thresholds, mode
-    )
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, analysis=analysis)
     return LayeredThresholding()(layers, x, 0)
 
 
@@ -119,12 +116,5 @@ def layered_bp(
     Returns:
         ``[Γ₁, …, Γ_K]``.
     """
-    layers = LayerParameters(
-        dictionaries,
-        analysis or dictionaries,
-        signal_sizes(dictionaries, x),
-        thresholds,
-        mode,
-        steps=list(steps),
-    )
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps, analysis)
     return LayeredBP()(layers, x, n_iter)

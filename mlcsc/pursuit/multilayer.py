@@ -165,18 +165,6 @@ class MLLISTA(Pursuit):
         return codes
 
 
-def _normalized(dictionaries, x, thresholds, steps, mode, analysis) -> LayerParameters:
-    """Explicit per-layer steps ``c_j`` with thresholds scaled by the compound steps."""
-    return LayerParameters(
-        dictionaries,
-        analysis or dictionaries,
-        signal_sizes(dictionaries, x),
-        thresholds,
-        mode,
-        steps=list(steps),
-    )
-
-
 def chain_steps(dictionaries: Sequence, x: Tensor, relative: float = 1.0) -> list[float]:
     """Per-layer steps ``c_j`` whose compound steps are ``c₁⋯c_j = ρ/‖D₁⋯D_j‖²``, for the
     signals ``x`` (only their size matters): the steps that make :func:`ml_ista` /
@@ -216,14 +204,14 @@ def ml_ista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", anal
     Returns:
         ``[Γ₁, …, Γ_K]`` from the last iteration (each the output of its thresholding).
     """
-    layers = _normalized(dictionaries, x, thresholds, steps, mode, analysis)
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps, analysis)
     return MLISTA()(layers, x, n_iter)
 
 
 def ml_fista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
     """ML-FISTA with explicit steps (Beck & Teboulle's momentum from the forward pass);
     arguments as :func:`ml_ista`."""
-    layers = _normalized(dictionaries, x, thresholds, steps, mode, analysis)
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps, analysis)
     return MLFISTA()(layers, x, n_iter)
 
 
@@ -238,7 +226,7 @@ def ml_lista(dictionaries, gram, x, thresholds, n_iter, mode="soft_nonneg"):
             f"ml_lista needs one Gram filter bank W_j per layer ({len(dictionaries)}), "
             f"got {None if gram is None else len(gram)}"
         )
-    layers = LayerParameters(dictionaries, gram, signal_sizes(dictionaries, x), thresholds, mode)
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, analysis=gram)
     return MLLISTA()(layers, x, n_iter)
 
 

@@ -86,5 +86,5 @@ def mlcsc_projection(
     if step is None:
         step = 1.0 / float(EffectiveDictionary(dictionaries, sizes).lipschitz())
     steps = [1.0] * (len(dictionaries) - 1) + [step]
-    layers = LayerParameters(dictionaries, dictionaries, sizes, thresholds, mode, steps=steps)
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps)
     return Projection()(layers, x, n_iter)
