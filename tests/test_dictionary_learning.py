@@ -130,10 +130,11 @@ def test_objective_is_the_multilayer_bp_objective_of_the_pursuit_codes():
     assert all(d.weight.grad is not None and d.weight.grad.abs().sum() > 0 for d in dictionaries)
 
 
-def test_training_steps_lower_the_objective_on_a_fixed_batch():
+@pytest.mark.parametrize("pursuit", ["ml_fista", "projection"])
+def test_training_steps_lower_the_objective_on_a_fixed_batch(pursuit):
     torch.manual_seed(0)
     x = torch.randn(32, 1, 13, 13)
-    model = {"layers": [[6, 5, 1, 0], [8, 3, 1, 0]], "pursuit": "ml_fista", "n_iter": 10}
+    model = {"layers": [[6, 5, 1, 0], [8, 3, 1, 0]], "pursuit": pursuit, "n_iter": 10}
     module = DictionaryLearningModule(
         model, 1, (13, 13), {"name": "adam", "lr": 0.01}, lambdas=[0.05, 0.05]
     )
