@@ -111,6 +111,7 @@ def first_within(matrix, y, lam, sequence, optimum, tol, limit):
     return None
 
 
+@torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
