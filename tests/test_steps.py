@@ -256,4 +256,4 @@ def test_projection_is_fista_on_d_eff_then_the_model_codes(mode):
     for j in range(1, model.num_layers):  # Γ_{j−1} = D_jΓ_j
         rebuilt = model.dictionaries[j].synthesize(codes[j], sizes[j])
         torch.testing.assert_close(codes[j - 1], rebuilt)
-    assert float((codes[-1] - start).norm()) > 0.1 * float(start.norm())
+    assert float((codes[-1].detach() - start).norm()) > 0.1 * float(start.norm())

@@ -41,6 +41,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from mlcsc.functional import threshold
+from mlcsc.pursuit.proximal import proximal_gradient_step
 
 __all__ = [
     "PARAMETRIZATIONS",
@@ -159,15 +160,6 @@ def signal_sizes(dictionaries: Sequence, x: Tensor) -> list:
     return sizes
 
 
-def _scaled(scale, value):
-    """``scale·value`` for a scalar / 0-d step and a scalar or per-channel threshold."""
-    if isinstance(scale, (int, float)) and scale == 1:
-        return value
-    if isinstance(scale, Tensor) and isinstance(value, Tensor) and value.ndim == 1:
-        return scale.reshape(()) * value
-    return scale * value
-
-
 def _times(scale, tensor: Tensor) -> Tensor:
     if isinstance(scale, (int, float)) and scale == 1:
         return tensor
@@ -195,11 +187,18 @@ def gradient_step(
     layers: LayerParameters, j: int, point: Tensor, signal: Tensor, scale=1.0
 ) -> Tensor:
     """One proximal-gradient step of layer ``j`` (0-based) at ``point`` towards ``signal``:
-    ``T(Γ̂_j − c_j·B_jᵀ(D_jΓ̂_j − Γ_{j−1}), s·β_j)`` with ``s = scale``."""
-    residual = layers.dictionaries[j].synthesize(point, layers.sizes[j]) - signal
-    gradient = layers.analysis[j].analyze(residual)
-    beta = _scaled(scale, layers.thresholds[j])
-    return threshold(point - _times(layers.steps[j], gradient), beta, layers.mode)
+    ``T(Γ̂_j − c_j·B_jᵀ(D_jΓ̂_j − Γ_{j−1}), s·β_j)`` with ``s = scale``
+    (:func:`~mlcsc.pursuit.proximal_gradient_step` on that layer)."""
+    return proximal_gradient_step(
+        layers.dictionaries[j],
+        point,
+        signal,
+        layers.steps[j],
+        layers.thresholds[j],
+        layers.mode,
+        layers.analysis[j],
+        threshold_step=scale,
+    )
 
 
 def fista_momentum(n_iter: int, published: bool = False) -> list[float]:
