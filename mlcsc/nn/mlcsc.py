@@ -340,13 +340,17 @@ class MLCSC(nn.Module):
             return list(itertools.accumulate(self.step_sizes, lambda a, b: a * b))
         if self.step_rule is None:
             raise ValueError(f"pursuit {self.pursuit!r} takes no steps")
-        relative = [
-            rho.clamp(0.0, MAX_RELATIVE_STEP) / self.lipschitz_constants[j].clamp_min(1e-12)
-            for j, rho in enumerate(self.step_sizes)
-        ]
+        relative = self._over_lipschitz()
         if self.step_rule == "chain":
             return relative
         return list(itertools.accumulate(relative, lambda a, b: a * b))
+
+    def _over_lipschitz(self) -> list[Tensor]:
+        """``clamp(ρ_j, 0, 1.99)/L_j`` per layer."""
+        return [
+            rho.clamp(0.0, MAX_RELATIVE_STEP) / self.lipschitz_constants[j].clamp_min(1e-12)
+            for j, rho in enumerate(self.step_sizes)
+        ]
 
     def steps(self) -> list[Tensor] | None:
         """The per-layer steps ``c_j`` the pursuit uses (``None`` for a pursuit without steps):
@@ -357,10 +361,7 @@ class MLCSC(nn.Module):
         if self.step_rule is None:
             return None
         if self.step_rule == "layer":
-            return [
-                rho.clamp(0.0, MAX_RELATIVE_STEP) / self.lipschitz_constants[j].clamp_min(1e-12)
-                for j, rho in enumerate(self.step_sizes)
-            ]
+            return self._over_lipschitz()
         compound = self.compound_steps()
         return [compound[0]] + [compound[j] / compound[j - 1] for j in range(1, len(compound))]
 
