@@ -18,17 +18,25 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import numbers
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mlcsc.checks import (
+    check_choices,
+    check_flag,
+    check_int,
+    check_ints,
+    check_number,
+    check_numbers,
+)
 
 __all__ = [
     "OUTPUT_ROOT",
@@ -58,112 +66,6 @@ OUTPUT_ROOT = Path("outputs") / "experiments"
 
 #: parameters every experiment takes besides its own
 COMMON = ("output", "seed", "trials", "quick", "verbose")
-
-
-# ---------------------------------------------------------------------------------- validation
-def _describe(value: object) -> str:
-    return repr(value)
-
-
-def check_int(
-    name: str, value: object, minimum: int, maximum: int | None = None, what: str = ""
-) -> int:
-    """An integer in ``[minimum, maximum]`` (``bool`` refused).
-
-    Raises:
-        ValueError: ``"<name> must be an integer in [a, b]<what>, got <value>"``.
-    """
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or value < minimum or (maximum is not None and value > maximum):  # type: ignore[operator]
-        expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be an integer {expected}{what}, got {_describe(value)}")
-    return int(value)  # type: ignore[arg-type]
-
-
-def check_number(
-    name: str,
-    value: object,
-    low: float = -math.inf,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-    what: str = "",
-) -> float:
-    """A finite real number in the interval given by ``low``, ``high`` and their openness.
-
-    Raises:
-        ValueError: ``"<name> must be a finite number in (a, b]<what>, got <value>"``.
-    """
-    left = "(" if low_open or low == -math.inf else "["
-    right = ")" if high_open or high == math.inf else "]"
-    expected = f"a finite number in {left}{low:g}, {high:g}{right}"
-    if low != -math.inf and high == math.inf:
-        expected = f"a finite number {'>' if low_open else '>='} {low:g}"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    number = float(value) if ok else math.nan  # type: ignore[arg-type]
-    ok = ok and math.isfinite(number)
-    ok = ok and (number > low if low_open else number >= low)
-    ok = ok and (number < high if high_open else number <= high)
-    if not ok:
-        raise ValueError(f"{name} must be {expected}{what}, got {_describe(value)}")
-    return number
-
-
-def _as_sequence(name: str, values: object, kind: str) -> list:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValueError(f"{name} must be a non-empty sequence of {kind}, got {_describe(values)}")
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name} must be a non-empty sequence of {kind}, got []")
-    return values
-
-
-def check_ints(
-    name: str, values: object, minimum: int, maximum: int | None = None, what: str = ""
-) -> list[int]:
-    """A non-empty sequence of integers in ``[minimum, maximum]``; the message names the bad
-    entry: ``"<name> must hold integers in [a, b]<what>, got <entry> (in [...])"``."""
-    values = _as_sequence(name, values, "integers")
-    out = []
-    for value in values:
-        try:
-            out.append(check_int(name, value, minimum, maximum, what))
-        except ValueError as error:
-            raise ValueError(f"{error} (in {name}={values!r})") from None
-    return out
-
-
-def check_numbers(name: str, values: object, low=-math.inf, high=math.inf, **kwargs) -> list[float]:
-    """A non-empty sequence of finite numbers, each checked by :func:`check_number`."""
-    values = _as_sequence(name, values, "numbers")
-    out = []
-    for value in values:
-        try:
-            out.append(check_number(name, value, low, high, **kwargs))
-        except ValueError as error:
-            raise ValueError(f"{error} (in {name}={values!r})") from None
-    return out
-
-
-def check_choices(name: str, values: object, choices: Sequence[str]) -> list[str]:
-    """A non-empty sequence of distinct names, each one of ``choices``."""
-    values = _as_sequence(name, values, "names")
-    for value in values:
-        if value not in choices:
-            raise ValueError(
-                f"{name} must hold names from {{{', '.join(choices)}}}, got {_describe(value)}"
-            )
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name} must not repeat a name, got {values!r}")
-    return list(values)
-
-
-def check_flag(name: str, value: object) -> bool:
-    """A ``bool``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {_describe(value)}")
-    return value
 
 
 def resolve_params(
@@ -200,7 +102,7 @@ def resolve_params(
     output = params.get("output")
     if output is not None:
         if not isinstance(output, (str, Path)) or str(output) == "":
-            raise ValueError(f"output must be a folder path, got {_describe(output)}")
+            raise ValueError(f"output must be a folder path, got {output!r}")
         output = Path(output)
         if output.exists() and not output.is_dir():
             raise ValueError(f"output must be a folder, got the existing file {str(output)!r}")
