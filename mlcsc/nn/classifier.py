@@ -54,6 +54,8 @@ class MLCSCClassifier(nn.Module):
         features: optional module applied to ``Γ_K`` before the linear layer (for example
             :func:`conv_features`).
         dropout: dropout probability before the linear layer.
+        in_channels: channels of the images; with ``input_size``, sizes the head of an encoder
+            other than :class:`~mlcsc.MLCSC` by one forward pass of a blank image.
 
     Shape:
         ``(B, C, H, W)`` → logits ``(B, num_classes)``.
@@ -66,6 +68,7 @@ class MLCSCClassifier(nn.Module):
         input_size: Sequence[int] | None = None,
         features: nn.Module | None = None,
         dropout: float = 0.0,
+        in_channels: int | None = None,
     ):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -76,6 +79,7 @@ class MLCSCClassifier(nn.Module):
         self.num_classes = num_classes
         self.features = features if features is not None else nn.Identity()
         self.dropout = nn.Dropout(dropout)
+        self.in_channels = in_channels
         if input_size is not None:
             in_features = self._feature_count(tuple(input_size))
             self.head: nn.Module = nn.Linear(in_features, num_classes)
@@ -85,10 +89,16 @@ class MLCSCClassifier(nn.Module):
     @torch.no_grad()
     def _feature_count(self, input_size: tuple[int, int]) -> int:
         if isinstance(self.encoder, MLCSC):
-            shape = self.encoder.code_shape(input_size)
-            probe = torch.zeros(1, *shape)
-            return int(self.features(probe).numel())
-        raise ValueError("input_size can only size the head of an MLCSC encoder")
+            probe = torch.zeros(1, *self.encoder.code_shape(input_size))
+        elif self.in_channels is not None:
+            was_training = self.encoder.training
+            probe = self.encoder.eval()(torch.zeros(1, self.in_channels, *input_size))
+            self.encoder.train(was_training)
+        else:
+            raise ValueError(
+                "sizing the head of an encoder other than MLCSC from input_size needs in_channels"
+            )
+        return int(self.features(probe).numel())
 
     def classify(self, gamma_K: Tensor) -> Tensor:
         """Logits from the deepest code ``(B, m_K, H_K, W_K)``."""

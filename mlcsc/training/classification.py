@@ -1,8 +1,9 @@
 """Supervised training of an ML-CSC classifier with PyTorch Lightning.
 
-The network is :class:`~mlcsc.MLCSCClassifier` on an :class:`~mlcsc.MLCSC` encoder with any
-registered pursuit; back-propagation runs through the unrolled pursuit, so dictionaries,
-thresholds and step sizes are all learned (Sulam, Aberdam, Beck & Elad 2019).
+The network is :class:`~mlcsc.MLCSCClassifier` on the encoder of the ``model`` configuration
+(an :class:`~mlcsc.MLCSC` with any registered pursuit, or a user's encoder); back-propagation
+runs through the unrolled pursuit, so dictionaries, thresholds and step sizes are all learned
+(Sulam, Aberdam, Beck & Elad 2019).
 """
 
 from __future__ import annotations
@@ -10,115 +11,67 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mlcsc.errors import ConfigError
 from mlcsc.nn import MLCSC, MLCSCClassifier, conv_features
-from mlcsc.training.figures import log_atom_images
-from mlcsc.training.optim import lightning_optimizers
+from mlcsc.training.encoder import build_encoder, encoder_output_shape
+from mlcsc.training.task import EncoderTask, code_statistics
 
-__all__ = ["ClassificationModule", "build_classifier", "build_encoder", "MODEL_KEYS"]
-
-#: keys of the ``model`` configuration that build the network
-MODEL_KEYS = (
-    "pursuit",
-    "n_iter",
-    "layers",
-    "threshold_init",
-    "step_init",
-    "threshold_mode",
-    "parametrization",
-    "init",
-    "step_rule",
-    "features",
-    "dropout",
-)
-
-
-def build_encoder(model: Mapping[str, Any], in_channels: int, input_size: Sequence[int]) -> MLCSC:
-    """The :class:`~mlcsc.MLCSC` encoder of a ``model`` configuration, checked against the data.
-
-    Raises:
-        ConfigError: for an unknown option or an invalid value, with the valid choices, or an
-            architecture that does not fit images of ``input_size``.
-    """
-    unknown = sorted(set(model) - set(MODEL_KEYS) - {"name"})
-    if unknown:
-        raise ConfigError(f"unknown model option(s) {unknown}; expected {list(MODEL_KEYS)}")
-    try:
-        encoder = MLCSC(
-            in_channels,
-            [list(layer) for layer in model["layers"]],
-            pursuit=model.get("pursuit", "ml_fista"),
-            n_iter=model.get("n_iter", 6),
-            threshold_init=model.get("threshold_init", 0.0),
-            step_init=model.get("step_init", 1.0),
-            threshold_mode=model.get("threshold_mode", "soft_nonneg"),
-            parametrization=model.get("parametrization", "normalized"),
-            init=model.get("init"),
-            step_rule=model.get("step_rule"),
-        )
-        encoder.layer_sizes(input_size)
-    except KeyError as error:
-        raise ConfigError(f"model configuration needs {error}") from None
-    except ValueError as error:
-        raise ConfigError(f"invalid model configuration: {error}") from None
-    return encoder
+__all__ = ["ClassificationModule", "build_classifier"]
 
 
 def build_classifier(
-    model: Mapping[str, Any], in_channels: int, num_classes: int, input_size: Sequence[int]
+    model: Mapping[str, Any],
+    in_channels: int,
+    num_classes: int,
+    input_size: Sequence[int],
+    features: Sequence[Sequence[int]] = (),
+    dropout: float = 0.0,
 ) -> MLCSCClassifier:
-    """Build the classifier from a ``model`` configuration (see ``configs/model/``).
+    """The encoder of ``model`` with a head: optional conv ``features``
+    (``[out_channels, kernel_size, maxpool 0/1]`` each), dropout and a linear layer.
 
     Raises:
-        ConfigError: as :func:`build_encoder`, and for invalid ``features`` or ``dropout``.
+        ConfigError: as :func:`~mlcsc.training.encoder.build_encoder`, and for invalid
+            ``features`` or ``dropout``.
     """
     encoder = build_encoder(model, in_channels, input_size)
     try:
-        features = model.get("features") or []
-        head_features = conv_features(encoder.out_channels, features) if features else None
+        channels = encoder_output_shape(encoder, in_channels, input_size)[0]
+        head_features = conv_features(channels, [list(f) for f in features]) if features else None
         return MLCSCClassifier(
             encoder,
             num_classes,
             input_size=tuple(input_size),
             features=head_features,
-            dropout=float(model.get("dropout", 0.0)),
+            dropout=float(dropout),
+            in_channels=in_channels,
         )
-    except ValueError as error:
-        raise ConfigError(f"invalid model configuration: {error}") from None
+    except (ValueError, RuntimeError) as error:
+        raise ConfigError(f"invalid classification head: {error}") from None
 
 
-def code_statistics(codes: Sequence[Tensor]) -> dict[str, Tensor]:
-    """Per-layer sparsity of a batch of codes: % of zeros and mean non-zeros per sample."""
-    stats = {}
-    for j, code in enumerate(codes, start=1):
-        nonzero = code.detach() != 0
-        stats[f"sparsity/layer{j}_zeros_pct"] = 100.0 * (1.0 - nonzero.float().mean())
-        stats[f"sparsity/layer{j}_nnz"] = nonzero.flatten(1).sum(1).float().mean()
-    return stats
-
-
-class ClassificationModule(pl.LightningModule):
-    """LightningModule: an ML-CSC classifier trained with cross-entropy.
+class ClassificationModule(EncoderTask):
+    """An encoder and a classification head trained with cross-entropy.
 
     Args:
-        model: the ``model`` configuration (pursuit, n_iter, layers, thresholds, steps, …).
-        in_channels, num_classes, input_size: from the data module.
-        optimizer: ``{"name": …, "lr": …, …}`` (see :func:`build_optimizer`).
-        scheduler: ``{"name": …, …}`` or ``None`` (see :func:`build_scheduler`).
-        image_every_n_epochs: log atom images every this many validation epochs (0: never).
-        data: the data configuration, recorded in the checkpoint so that ``evaluate.py`` can
-            rebuild the data set the model was trained on.
+        model, in_channels, input_size, optimizer, scheduler, image_every_n_epochs, data: see
+            :class:`~mlcsc.training.task.EncoderTask`.
+        num_classes: number of classes (from the data module).
+        features: plain conv layers on ``Γ_K`` before the linear head,
+            ``[out_channels, kernel_size, maxpool 0/1]`` each.
+        dropout: dropout probability before the linear head.
 
-    Logged: ``{train,val,test}/loss`` and ``/acc``; per-layer code sparsity (% zeros and mean
-    nnz); the relative reconstruction error ``‖x − D₁⋯D_KΓ_K‖/‖x‖``; the mean threshold and
-    relative step of each layer; images of the first-layer atoms and of the effective atoms of
-    every layer.
+    Logged: ``{train,val,test}/loss`` and ``/acc``; for an :class:`~mlcsc.MLCSC` encoder also
+    per-layer code sparsity (% zeros and mean nnz), the relative reconstruction error
+    ``‖x − D₁⋯D_KΓ_K‖/‖x‖``, the mean threshold and relative step of each layer, images of the
+    first-layer atoms and of the effective atoms of every layer.
     """
+
+    progress_metrics = ("loss", "acc")
+    step_metrics = ("loss",)
 
     def __init__(
         self,
@@ -128,67 +81,46 @@ class ClassificationModule(pl.LightningModule):
         input_size: Sequence[int],
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
+        features: Sequence[Sequence[int]] = (),
+        dropout: float = 0.0,
         image_every_n_epochs: int = 1,
         data: Mapping[str, Any] | None = None,
     ):
-        super().__init__()
+        super().__init__(
+            model, in_channels, input_size, optimizer, scheduler, num_classes,
+            image_every_n_epochs, data,
+        )  # fmt: skip
         self.save_hyperparameters()
-        self.net = build_classifier(model, in_channels, num_classes, input_size)
-        self.optimizer_config = dict(optimizer)
-        self.scheduler_config = dict(scheduler) if scheduler else None
-        self.image_every_n_epochs = image_every_n_epochs
+        self.net = build_classifier(
+            model, in_channels, num_classes, input_size, features=features, dropout=dropout
+        )
 
     @property
-    def encoder(self) -> MLCSC:
+    def encoder(self):
         return self.net.encoder
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
-    def _common_step(self, batch, stage: str) -> Tensor:
+    def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         images, labels = batch
-        codes = self.encoder(images, return_all=True)  # [Γ₁ … Γ_K]
+        mlcsc = isinstance(self.encoder, MLCSC)
+        codes = self.encoder(images, return_all=True) if mlcsc else [self.encoder(images)]
         logits = self.net.classify(codes[-1])
         loss = F.cross_entropy(logits, labels)
-        accuracy = (logits.argmax(1) == labels).float().mean()
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
-        if stage != "train":
-            stats = code_statistics(codes)
-            stats["reconstruction/relative_error"] = self._relative_error(images, codes[-1])
-            self.log_dict({f"{stage}/{k}": v for k, v in stats.items()}, on_epoch=True)
-        return loss
-
-    @torch.no_grad()
-    def _relative_error(self, images: Tensor, gamma_K: Tensor) -> Tensor:
-        reconstruction = self.encoder.reconstruct(gamma_K, images.shape[-2:])
-        error = (images - reconstruction).flatten(1).norm(dim=1)
-        return (error / images.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
-
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
+        metrics = {"loss": loss, "acc": (logits.argmax(1) == labels).float().mean()}
+        if stage != "train" and mlcsc:
+            metrics.update(code_statistics(codes))
+            metrics["reconstruction/relative_error"] = self.relative_error(images, codes[-1])
+        return loss, metrics
 
     def on_train_epoch_end(self) -> None:
+        if not isinstance(self.encoder, MLCSC):
+            return
+        values = {}
         for j, (beta, step) in enumerate(
             zip(self.encoder.thresholds, self.encoder.step_sizes, strict=True), start=1
         ):
-            self.log(f"threshold/layer{j}_mean", beta.detach().mean())
-            self.log(f"step/layer{j}", step.detach())
-
-    def on_validation_epoch_end(self) -> None:
-        log_atom_images(self, self.image_every_n_epochs)
-
-    def configure_optimizers(self):
-        return lightning_optimizers(
-            self.parameters(),
-            self.optimizer_config,
-            self.scheduler_config,
-            self._trainer,
-        )
+            values[f"threshold/layer{j}_mean"] = beta.detach().mean()
+            values[f"step/layer{j}"] = step.detach()
+        self.log_epoch_values(values)

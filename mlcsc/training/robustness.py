@@ -15,14 +15,29 @@ data set; the model sees the perturbed pixels after the data set's normalisation
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PixelSpaceModel", "gaussian_noise", "fgsm", "pgd", "robustness_curves", "ATTACKS"]
+from mlcsc.errors import ConfigError
+from mlcsc.training.checkpoint_io import load_checkpoint
+from mlcsc.training.evaluation import evaluation_data, load_classifier
+from mlcsc.training.instantiate import plain
+
+__all__ = [
+    "ATTACKS",
+    "PixelSpaceModel",
+    "fgsm",
+    "gaussian_noise",
+    "pgd",
+    "robustness_curves",
+    "run_robustness",
+]
 
 
 class PixelSpaceModel(nn.Module):
@@ -246,3 +261,74 @@ def plot_robustness(rows: Sequence[Mapping], path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def run_robustness(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Accuracy of several checkpoints under Gaussian noise and FGSM / PGD attacks.
+
+    Config keys (``evaluate.py mode=robustness``): ``robustness.ckpts`` (list of checkpoints,
+    default ``[ckpt]``), ``robustness.noise_sigmas``, ``robustness.epsilons`` (pixel-space
+    budgets in [0, 1]), ``robustness.attacks``, ``robustness.pgd_steps``,
+    ``robustness.max_samples``, ``robustness.output_dir``; ``split``, ``n_iter`` and ``data`` as
+    in :func:`evaluate`. Every checkpoint is loaded before any work starts.
+
+    Returns:
+        ``{"rows": [...], "csv": path, "plot": path}``; prints the table.
+    """
+    start = time.perf_counter()
+    config = plain(cfg)
+    options = dict(config.get("robustness") or {})
+    ckpts = list(options.get("ckpts") or ([config["ckpt"]] if config.get("ckpt") else []))
+    if not ckpts:
+        raise ConfigError("robustness needs checkpoints: robustness.ckpts=[a.ckpt,b.ckpt] or ckpt=")
+    max_samples = int(options.get("max_samples", 1000))
+    if max_samples < 1:
+        raise ConfigError(f"robustness.max_samples must be >= 1, got {max_samples}")
+    for path in ckpts:  # all present and readable before any work starts
+        load_checkpoint(path)
+    modules = {}
+    for path in ckpts:
+        module = load_classifier(path, config.get("n_iter"))
+        label = f"{module.encoder.pursuit} (T={module.encoder.n_iter})"
+        if label in modules:
+            label = f"{label} {Path(path).stem}"
+        modules[label] = module
+    datamodule, loader = evaluation_data(config, next(iter(modules.values())))
+    mean = datamodule.mean if datamodule.normalize else None
+    std = datamodule.std if datamodule.normalize else None
+    models = {name: PixelSpaceModel(m.net, mean, std).eval() for name, m in modules.items()}
+    batches, taken = [], 0
+    for images, labels in loader:
+        images, labels = images[: max_samples - taken], labels[: max_samples - taken]
+        batches.append((datamodule.unnormalize(images).clamp(0.0, 1.0), labels))
+        taken += labels.numel()
+        if taken >= max_samples:
+            break
+    try:
+        rows = robustness_curves(
+            models,
+            batches,
+            noise_sigmas=options.get("noise_sigmas", [0.0, 0.1, 0.2, 0.3]),
+            epsilons=options.get("epsilons", [0.0, 0.05, 0.1, 0.2]),
+            attacks=options.get("attacks", ["noise", "fgsm", "pgd"]),
+            pgd_steps=int(options.get("pgd_steps", 10)),
+            seed=int(config.get("seed", 0)),
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    output_dir = Path(options.get("output_dir") or _hydra_output_dir() or ".")
+    csv_path = write_robustness_csv(rows, output_dir / "robustness.csv")
+    plot_path = plot_robustness(rows, output_dir / "robustness.png")
+    print(format_robustness_table(rows), flush=True)
+    print(
+        f"  {taken} samples, {time.perf_counter() - start:.1f} s; table: {csv_path}, "
+        f"plot: {plot_path}",
+        flush=True,
+    )
+    return {"rows": rows, "csv": str(csv_path), "plot": str(plot_path)}
+
+
+def _hydra_output_dir() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None

@@ -1,23 +1,19 @@
-"""Unsupervised ML-CSC dictionary learning (task=dictionary_learning), end to end."""
+"""Unsupervised ML-CSC: learning the dictionaries without labels (task=unsupervised)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from test_data import write_cifar10_files
+from conftest import compose_config
+from data_files import write_cifar10_files
 
 from mlcsc.errors import ConfigError
 from mlcsc.nn import MLCSC
 from mlcsc.pursuit import multilayer_bp_objective
 from mlcsc.theory.sampling import mlcsc_signals, sparsify_filters_
-from mlcsc.training import train
-from mlcsc.training.dictionary_learning import DictionaryLearningModule
+from mlcsc.training import UnsupervisedMLCSCModule, train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
     "data.batch_size=16",
     "trainer.limit_train_batches=3",
@@ -31,21 +27,23 @@ TINY = [
     "task.probe_max_samples=64",
 ]
 
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
-def compose_config(overrides):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+
+def train_overrides(run_dir, *overrides):
+    return compose_config(
+        "train",
+        [f"paths.run_dir={run_dir}", f"paths.output_root={run_dir}/outputs", "run_name=test",
+         *overrides],
+    )  # fmt: skip
+
+
+def mlcsc_model(**options):
+    return {"_target_": "mlcsc.MLCSC", **options}
 
 
 def test_mnist_experiment_runs_and_writes_the_lecture_figures(tmp_path):
-    cfg = compose_config(
-        [
-            "experiment=mnist_mlcsc_dictionary",
-            f"run_dir={tmp_path}",
-            f"output_root={tmp_path / 'outputs'}",
-            *TINY,
-        ]
-    )
+    cfg = train_overrides(tmp_path, "experiment=mnist_mlcsc_dictionary", *TINY)
     summary = train(cfg)
     assert 0.0 <= summary["accuracy"] <= 1.0  # the linear probe on the frozen codes
     assert summary["objective"] > 0
@@ -65,8 +63,8 @@ def test_mnist_experiment_runs_and_writes_the_lecture_figures(tmp_path):
 
 
 def test_effective_atoms_of_the_mnist_specification_have_the_lecture_sizes(tmp_path):
-    cfg = compose_config(["experiment=mnist_mlcsc_dictionary", "run_dir=x"])
-    module = DictionaryLearningModule(
+    cfg = train_overrides("x", "experiment=mnist_mlcsc_dictionary")
+    module = UnsupervisedMLCSCModule(
         cfg.model, 1, (28, 28), dict(cfg.optimizer), lambdas=list(cfg.task.lambdas)
     )
     sizes = [tuple(module.encoder.effective_atoms(i).shape[-2:]) for i in (1, 2, 3)]
@@ -74,8 +72,8 @@ def test_effective_atoms_of_the_mnist_specification_have_the_lecture_sizes(tmp_p
 
 
 def test_cifar_experiment_composes_with_the_lecture_specification():
-    cfg = compose_config(["experiment=cifar10_mlcsc_dictionary", "run_dir=x"])
-    module = DictionaryLearningModule(
+    cfg = train_overrides("x", "experiment=cifar10_mlcsc_dictionary")
+    module = UnsupervisedMLCSCModule(
         cfg.model,
         3,
         (32, 32),
@@ -90,17 +88,14 @@ def test_cifar_experiment_composes_with_the_lecture_specification():
 
 def test_cifar_experiment_runs_on_cifar_files(tmp_path):
     write_cifar10_files(tmp_path / "data", per_batch=12, num_test=20, seed=0)
-    cfg = compose_config(
-        [
-            "experiment=cifar10_mlcsc_dictionary",
-            f"data.root={tmp_path / 'data'}",
-            "data.val_size=10",
-            "data.num_workers=0",
-            "data.verify_checksums=false",
-            f"run_dir={tmp_path / 'run'}",
-            f"output_root={tmp_path / 'outputs'}",
-            *TINY,
-        ]
+    cfg = train_overrides(
+        tmp_path / "run",
+        "experiment=cifar10_mlcsc_dictionary",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "data.val_size=10",
+        "data.num_workers=0",
+        "data.verify_checksums=false",
+        *TINY,
     )
     summary = train(cfg)
     assert summary["objective"] > 0 and 0.0 <= summary["accuracy"] <= 1.0
@@ -112,10 +107,10 @@ def test_cifar_experiment_runs_on_cifar_files(tmp_path):
 def test_objective_is_the_multilayer_bp_objective_of_the_pursuit_codes():
     torch.manual_seed(0)
     x = torch.randn(4, 2, 15, 15)
-    model = {"layers": [[6, 3, 2, 0], [8, 3, 1, 1]], "pursuit": "ml_ista", "n_iter": 5}
-    module = DictionaryLearningModule(
-        model, 2, (15, 15), {"name": "sgd", "lr": 0.1}, lambdas=[0.2, 0.05]
+    model = mlcsc_model(
+        **{"layers": [[6, 3, 2, 0], [8, 3, 1, 1]], "pursuit": "ml_ista", "n_iter": 5}
     )
+    module = UnsupervisedMLCSCModule(model, 2, (15, 15), ADAM, lambdas=[0.2, 0.05])
     objective, data_term, codes, relative = module.objective(x)
     dictionaries = list(module.encoder.dictionaries)
     gamma = module.encoder(x)
@@ -134,10 +129,10 @@ def test_objective_is_the_multilayer_bp_objective_of_the_pursuit_codes():
 def test_training_steps_lower_the_objective_on_a_fixed_batch(pursuit):
     torch.manual_seed(0)
     x = torch.randn(32, 1, 13, 13)
-    model = {"layers": [[6, 5, 1, 0], [8, 3, 1, 0]], "pursuit": pursuit, "n_iter": 10}
-    module = DictionaryLearningModule(
-        model, 1, (13, 13), {"name": "adam", "lr": 0.01}, lambdas=[0.05, 0.05]
+    model = mlcsc_model(
+        **{"layers": [[6, 5, 1, 0], [8, 3, 1, 0]], "pursuit": pursuit, "n_iter": 10}
     )
+    module = UnsupervisedMLCSCModule(model, 1, (13, 13), ADAM, lambdas=[0.05, 0.05])
     optimizer = torch.optim.Adam(module.encoder.dictionaries.parameters(), lr=0.01)
     with torch.no_grad():
         before = module.objective(x)[0]
@@ -158,8 +153,8 @@ def test_initialisation_from_patches_copies_normalised_signal_patches():
     x = torch.zeros(2, 1, 9, 9)
     x[0, 0, 1:4, 2:5] = torch.arange(1.0, 10.0).view(3, 3)  # one non-zero 3×3 block each
     x[1, 0, 5:8, 4:7] = -torch.arange(1.0, 10.0).view(3, 3)
-    model = {"layers": [[4, 3, 1, 0]], "pursuit": "ml_fista", "n_iter": 2}
-    module = DictionaryLearningModule(model, 1, (9, 9), {"name": "sgd", "lr": 0.1})
+    model = mlcsc_model(**{"layers": [[4, 3, 1, 0]], "pursuit": "ml_fista", "n_iter": 2})
+    module = UnsupervisedMLCSCModule(model, 1, (9, 9), ADAM)
     module.initialize_from_patches_(x, torch.Generator().manual_seed(0))
     atoms = module.encoder.dictionaries[0].weight.detach()
     patches = torch.nn.functional.unfold(x, 3).transpose(1, 2).reshape(-1, 9)
@@ -202,14 +197,14 @@ def test_learning_recovers_planted_first_layer_atoms(single_thread):
         truth, 64, 13, 1, coefficient_range=(1.0, 2.0), nonnegative=True, generator=generator
     )
     torch.manual_seed(seed + 1)  # the learner's random draws differ from the planted ones
-    model = {
-        "layers": [[6, 5, 1, 0], [16, 5, 1, 0]],  # twice the planted atoms and molecules
-        "pursuit": "ml_fista",
-        "n_iter": 30,
-        "threshold_mode": "soft_nonneg",
-    }
-    module = DictionaryLearningModule(
-        model, 1, (13, 13), {"name": "sgd", "lr": 0.3}, lambdas=0.03, filter_density=[None, 0.02]
+    model = mlcsc_model(
+        layers=[[6, 5, 1, 0], [16, 5, 1, 0]],  # twice the planted atoms and molecules
+        pursuit="ml_fista",
+        n_iter=30,
+        threshold_mode="soft_nonneg",
+    )
+    module = UnsupervisedMLCSCModule(
+        model, 1, (13, 13), ADAM, lambdas=0.03, filter_density=[None, 0.02]
     )
     with torch.no_grad():
         module.encoder.dictionaries[1].weight.abs_()  # molecules: non-negative combinations
@@ -239,15 +234,15 @@ def test_learning_recovers_planted_first_layer_atoms(single_thread):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("task.lambdas=-0.1", "lambdas must be >= 0"),
-        ("task.filter_density=[null,1.5,0.1]", "filter_density must be in"),
+        ("task.lambdas=-0.1", "lambdas must be a finite number >= 0"),
+        ("task.filter_density=[null,1.5,0.1]", "filter_density must be a finite number in"),
         ("task.lambdas=[0.1,0.1]", "one value per layer"),
-        ("task.name=clustering", "expected one of classification, dictionary_learning"),
-        ("task.init=kmeans", "unknown init 'kmeans'; expected one of random, patches"),
+        ("task._target_=mlcsc.training.ClusteringModule", "task .*ClusteringModule"),
+        ("task.init=kmeans", "init must be one of random, patches; got 'kmeans'"),
     ],
 )
-def test_invalid_dictionary_learning_config_fails_before_training(tmp_path, override, message):
-    cfg = compose_config(["experiment=mnist_mlcsc_dictionary", f"run_dir={tmp_path}", override])
+def test_invalid_unsupervised_config_fails_before_training(tmp_path, override, message):
+    cfg = train_overrides(tmp_path, "experiment=mnist_mlcsc_dictionary", override)
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()

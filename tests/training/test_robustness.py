@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 
 import mlcsc
 from mlcsc.errors import CheckpointError, ConfigError
 from mlcsc.training import evaluate, train
 from mlcsc.training.robustness import PixelSpaceModel, fgsm, gaussian_noise, pgd
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
     "data.batch_size=16",
     "trainer.limit_train_batches=3",
@@ -28,18 +27,14 @@ TINY = [
 ]
 
 
-def compose_config(name, overrides):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("robustness")
     paths = []
     for model in ("cnn", "ml_fista"):
         cfg = compose_config(
-            "train", [f"model={model}", f"run_dir={folder / model}", f"output_root={folder}", *TINY]
+            "train",
+            [f"model={model}", f"paths.run_dir={folder / model}", "run_name=robustness", *TINY],
         )
         paths.append(train(cfg)["checkpoint"])
     return paths

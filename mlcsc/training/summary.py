@@ -1,0 +1,77 @@
+"""The summary a run prints at its end (``train.py``, ``evaluate.py``) and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["format_summary", "run_summary"]
+
+
+def run_summary(metrics, encoder, wall_time, checkpoint, log_dir, split) -> dict[str, Any]:
+    """What a run reports: test metrics, per-layer code sparsity, wall time and its files."""
+    metrics = {k: float(v) for k, v in metrics.items()}
+    layers = []
+    for j in range(1, getattr(encoder, "num_layers", 0) + 1):
+        layers.append(
+            {
+                "layer": j,
+                "zeros_pct": metrics.get(f"test/sparsity/layer{j}_zeros_pct"),
+                "nnz": metrics.get(f"test/sparsity/layer{j}_nnz"),
+            }
+        )
+    return {
+        "split": split,
+        "accuracy": metrics.get("test/acc"),
+        "loss": metrics.get("test/loss"),
+        "reconstruction_error": metrics.get("test/reconstruction/relative_error"),
+        "sparsity": layers,
+        "pursuit": getattr(encoder, "pursuit", type(encoder).__name__),
+        "n_iter": getattr(encoder, "n_iter", None),
+        "wall_time_s": wall_time,
+        "checkpoint": checkpoint,
+        "log_dir": log_dir,
+    }
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The summary printed at the end of ``train.py`` and ``evaluate.py``."""
+
+    def number(value, fmt):
+        return format(value, fmt) if value is not None else "n/a"
+
+    accuracy = summary.get("accuracy")
+    label = summary.get("accuracy_label", f"{summary['split']} accuracy")
+    lines = [
+        "",
+        "=" * 64,
+        f"mlcsc summary ({summary['pursuit']}, n_iter={summary['n_iter']})",
+        f"  {label} : " + (f"{100 * accuracy:.2f} %" if accuracy is not None else "n/a"),
+    ]
+    if summary.get("objective") is not None:
+        lines.append(f"  {summary['split']} objective : {summary['objective']:.4f}")
+    else:
+        lines.append(f"  {summary['split']} loss     : {number(summary.get('loss'), '.4f')}")
+    lines.append("  code sparsity (% zeros, mean nnz per sample):")
+    for layer in summary["sparsity"]:
+        lines.append(
+            f"    Γ{layer['layer']}: {number(layer['zeros_pct'], '.2f')} % zeros, "
+            f"{number(layer['nnz'], '.1f')} nnz"
+        )
+    if summary.get("dictionary_sparsity"):
+        values = ", ".join(
+            f"D{j}: {v:.2f} %" for j, v in enumerate(summary["dictionary_sparsity"], 1)
+        )
+        lines.append(f"  dictionary sparsity (% zero weights): {values}")
+    if summary.get("figures"):
+        lines.append(f"  figures    : {summary['figures']}")
+    lines += [
+        f"  relative reconstruction error ‖x − D₁⋯D_KΓ_K‖/‖x‖ : "
+        f"{number(summary.get('reconstruction_error'), '.3f')}",
+        f"  wall time  : {summary['wall_time_s']:.1f} s",
+        f"  checkpoint : {summary['checkpoint'] or 'none saved'}",
+    ]
+    if summary.get("log_dir"):
+        lines.append(f"  TensorBoard: tensorboard --logdir {summary['log_dir']}")
+    lines.append("=" * 64)
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""Unsupervised ML-CSC: learning the dictionaries of a multi-layer model without labels.
+
+Sulam, Papyan, Romano & Elad (2018), "Multi-Layer Convolutional Sparse Modeling: Pursuit and
+Dictionary Learning", IEEE TSP. Without labels, the dictionaries are learned by minimising
+
+    ½‖Y − D₁D₂⋯D_KΓ_K‖₂² + Σ_i λ_i‖Γ_i‖₁,   Γ_i = D_{i+1}⋯D_KΓ_K,
+
+alternately over the codes (a pursuit: ML-FISTA, layered BP, …, run with the current
+dictionaries and ``λ_i`` as thresholds) and over the dictionaries (a gradient step on the
+objective with the codes fixed), followed by atom normalisation and, optionally, a projection
+of the filters of each layer onto a given density (sparse filters keep the intermediate codes
+``Γ_i = D_{i+1}Γ_{i+1}`` sparse, as in the lecture's learned MNIST dictionaries, whose D₂ and D₃
+are 99 % sparse).
+
+Identifiability: the data term fixes only the products ``D₁⋯D_K``; with dense deeper filters the
+ℓ1 terms favour large-norm combinations of first-layer atoms, so ``D₁`` is determined only once
+the deeper layers are constrained (``filter_density``). Even then alternating minimisation has
+local minima: the planted dictionaries of a known two-layer model are a stable fixed point, but
+from a start of random data patches (``init="patches"``) the learned first-layer atoms match
+all planted ones on only some draws; the others come out as one-pixel-shifted, cropped copies or
+mixtures (see ``tests/training/test_unsupervised.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mlcsc.checks import check_choice, check_number
+from mlcsc.errors import ConfigError
+from mlcsc.learning.patches import extract_patches
+from mlcsc.nn import MLCSC
+from mlcsc.pursuit.multilayer import multilayer_bp_objective
+from mlcsc.theory.sampling import sparsify_filters_
+from mlcsc.training.encoder import build_encoder
+from mlcsc.training.linear_probe import linear_probe
+from mlcsc.training.task import EncoderTask, code_statistics
+
+__all__ = ["UnsupervisedMLCSCModule", "dictionary_sparsity"]
+
+INITS = ("random", "patches")
+
+
+def dictionary_sparsity(encoder: MLCSC) -> list[float]:
+    """Percentage of zero filter weights of every layer."""
+    return [100.0 * float((d.weight.detach() == 0).float().mean()) for d in encoder.dictionaries]
+
+
+def _per_layer(name: str, values, count: int, low_open: bool, allow_none: bool) -> list:
+    """One value per layer from a scalar (or ``None``) or a list, each checked."""
+    if values is None or isinstance(values, (int, float)):
+        values = [values] * count
+    values = list(values)
+    if len(values) != count:
+        raise ConfigError(f"{name} needs one value per layer ({count}), got {len(values)}")
+    try:
+        return [
+            None
+            if value is None and allow_none
+            else check_number(
+                name, value, 0.0, 1.0 if low_open else float("inf"), low_open=low_open
+            )
+            for value in values
+        ]
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+class UnsupervisedMLCSCModule(EncoderTask):
+    """Learn the dictionaries of an :class:`~mlcsc.MLCSC` encoder without labels.
+
+    Args:
+        model, in_channels, input_size, optimizer, scheduler, image_every_n_epochs, data: see
+            :class:`~mlcsc.training.task.EncoderTask`.
+        num_classes: classes of the data (only the linear probe after training uses them).
+        lambdas: ``λ_i ≥ 0`` per layer (or one for all): the ℓ1 weights of the objective and the
+            thresholds of the pursuit.
+        filter_density: per layer, the fraction of non-zero weights each filter keeps after every
+            step (``None``: dense).
+        init: ``"random"`` (the encoder's random atoms) or ``"patches"``: the first-layer atoms
+            are set from random patches of the first training batch before fitting
+            (:meth:`initialize_from_patches_`; not when resuming from a checkpoint).
+        probe, probe_iterations, probe_max_samples: after training, a linear classifier on the
+            frozen deepest codes (:func:`~mlcsc.training.linear_probe.linear_probe`).
+
+    Logged: the objective, its reconstruction term, the relative reconstruction error, per-layer
+    code sparsity and dictionary sparsity; images of the atoms and effective atoms.
+    """
+
+    progress_metrics = ("objective", "reconstruction/relative_error")
+    step_metrics = ("objective",)
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        in_channels: int,
+        input_size: Sequence[int],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
+        lambdas: float | Sequence[float] = 0.1,
+        filter_density: float | Sequence[float | None] | None = None,
+        init: str = "random",
+        probe: bool = True,
+        probe_iterations: int = 100,
+        probe_max_samples: int | None = None,
+        image_every_n_epochs: int = 1,
+        data: Mapping[str, Any] | None = None,
+    ):
+        super().__init__(
+            model, in_channels, input_size, optimizer, scheduler, num_classes,
+            image_every_n_epochs, data,
+        )  # fmt: skip
+        self.save_hyperparameters()
+        self.encoder = build_encoder(model, in_channels, input_size)
+        if not isinstance(self.encoder, MLCSC):
+            raise ConfigError(
+                f"the unsupervised task learns the dictionaries of an mlcsc.MLCSC encoder, "
+                f"got {type(self.encoder).__name__}"
+            )
+        count = self.encoder.num_layers
+        self.lambdas = _per_layer("lambdas", lambdas, count, low_open=False, allow_none=False)
+        self.filter_density = _per_layer(
+            "filter_density", filter_density, count, low_open=True, allow_none=True
+        )
+        # the pursuit's thresholds are the λ_i of the objective: fixed, not learned
+        with torch.no_grad():
+            for beta, value in zip(self.encoder.thresholds, self.lambdas, strict=True):
+                beta.fill_(value)
+        for parameter in (*self.encoder.thresholds, *self.encoder.step_sizes):
+            parameter.requires_grad_(False)
+        try:
+            self.init = check_choice("init", init, INITS)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        self.num_classes = num_classes
+        self.probe = probe
+        self.probe_iterations = int(probe_iterations)
+        self.probe_max_samples = probe_max_samples
+        self._project_()
+
+    @torch.no_grad()
+    def _project_(self) -> None:
+        """Sparse filters where asked, then unit-norm atoms."""
+        for dictionary, density in zip(self.encoder.dictionaries, self.filter_density, strict=True):
+            if density is not None and density < 1:
+                sparsify_filters_(dictionary, density)
+            dictionary.normalize_()
+
+    @torch.no_grad()
+    def initialize_from_patches_(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """First-layer atoms ← distinct random non-zero patches of the signals ``x``, normalised.
+
+        A data-driven start (as K-SVD's): atoms begin inside the signals' span instead of as
+        noise. ``x`` is ``(N, C, H, W)`` with the encoder's channels; the patches are drawn with
+        ``generator`` (torch's global one when ``None``).
+        """
+        self.encoder.validate_input(x)
+        dictionary = self.encoder.dictionaries[0]
+        atoms, _, height, _ = dictionary.weight.shape
+        patches = torch.cat([extract_patches(image, height) for image in x.detach()])
+        norms = patches.norm(dim=1)
+        patches = patches[norms > 1e-6 * norms.max().clamp_min(1e-30)]
+        if len(patches) < atoms:
+            raise ValueError(
+                f"initialising {atoms} atoms from patches needs at least {atoms} non-zero "
+                f"{height}×{height} patches, got {len(patches)}"
+            )
+        pick = torch.randperm(len(patches), generator=generator)[:atoms].to(patches.device)
+        dictionary.weight.copy_(patches[pick].view_as(dictionary.weight))
+        self._project_()
+
+    def prepare_fit(self, datamodule, resuming: bool) -> None:
+        if self.init == "patches" and not resuming:
+            datamodule.setup("fit")
+            self.initialize_from_patches_(next(iter(datamodule.train_dataloader()))[0])
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """The model's codes ``[Γ₁, …, Γ_K]``: ``Γ_K`` from the pursuit and ``Γ_{i−1} = D_iΓ_i``."""
+        gamma = self.encoder(x)
+        return self.encoder.model_codes(gamma, x.shape[-2:])
+
+    def objective(
+        self, x: Tensor, codes: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, list[Tensor], Tensor]:
+        """Mean ML-BP objective over the batch with the codes held fixed (differentiable in the
+        dictionaries), its reconstruction term, the model's codes ``[Γ₁, …, Γ_K]`` (detached)
+        and the mean relative reconstruction error ``‖x − D₁⋯D_KΓ_K‖/‖x‖``.
+
+        ``codes``: the model's codes of ``x`` from an earlier call (:meth:`forward`), so that
+        several dictionary steps can share one pursuit; by default the pursuit is run with the
+        current dictionaries.
+        """
+        if codes is None:
+            with torch.no_grad():
+                codes = self(x)
+        codes = [code.detach() for code in codes]
+        dictionaries = list(self.encoder.dictionaries)
+        objective = multilayer_bp_objective(dictionaries, x, codes[-1], self.lambdas).mean()
+        with torch.no_grad():
+            residual = (x - self.encoder.reconstruct(codes[-1], x.shape[-2:])).flatten(1)
+            data_term = 0.5 * residual.pow(2).sum(1).mean()
+            relative = (residual.norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
+        return objective, data_term, codes, relative
+
+    def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        objective, data_term, codes, relative = self.objective(x)
+        metrics = {
+            "objective": objective,
+            "data_term": data_term,
+            "reconstruction/relative_error": relative,
+        }
+        if stage != "train":
+            metrics.update(code_statistics(codes))
+        return objective, metrics
+
+    def trainable_parameters(self):
+        return [p for p in self.encoder.dictionaries.parameters() if p.requires_grad]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._project_()
+
+    def on_train_epoch_end(self) -> None:
+        sparsity = dictionary_sparsity(self.encoder)
+        self.log_epoch_values(
+            {f"dictionary/layer{j}_zeros_pct": value for j, value in enumerate(sparsity, 1)}
+        )
+
+    def report(self, datamodule, run_dir: Path, metrics: dict) -> dict:
+        """Figures (PNG), dictionary sparsity and the linear probe on the frozen deepest codes."""
+        from mlcsc.training.figures import save_dictionary_figures
+
+        self.eval()
+        datamodule.setup("test")
+        sample = next(iter(datamodule.test_dataloader()))[0][:1].to(self.device)
+        with torch.no_grad():
+            codes = self(sample)
+        save_dictionary_figures(self.encoder, sample, run_dir / "figures", codes)
+        accuracy = None
+        if self.probe and self.num_classes:
+            accuracy = linear_probe(
+                self.encoder,
+                datamodule.train_dataloader(),
+                datamodule.test_dataloader(),
+                self.num_classes,
+                epochs=self.probe_iterations,
+                max_samples=self.probe_max_samples,
+            )
+        return {
+            "accuracy": accuracy,
+            "accuracy_label": "linear-probe accuracy on frozen Γ_K",
+            "objective": metrics.get("test/objective"),
+            "dictionary_sparsity": dictionary_sparsity(self.encoder),
+            "figures": str(run_dir / "figures"),
+        }
