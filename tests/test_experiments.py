@@ -4,6 +4,7 @@ it is robust at that scale, bad input, and the command line."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlcsc.experiments import csc_recovery, layered_pursuits, sparseland_recovery
+from mlcsc.experiments._common import make_parser
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -181,7 +183,7 @@ def test_layered_projection_recovers_the_deepest_support():
     assert [row["threshold"] for row in setting if row["pursuit"] == "projection"] == [
         0.0,
         0.0,
-        pytest.approx(layered_pursuits.DEFAULTS["bp_lambda"]),
+        pytest.approx(layered_pursuits.DEFAULTS.bp_lambda),
     ]
 
 
@@ -228,8 +230,92 @@ def test_bad_input_raises_before_any_work(tmp_path, module, params, name):
 def test_validate_rejects_unknown_parameter():
     with pytest.raises(ValueError, match="unknown_option"):
         layered_pursuits.validate(unknown_option=1)
-    with pytest.raises(TypeError):  # run() has an explicit signature
+    with pytest.raises(TypeError, match="unknown_option"):  # as for an explicit signature
         layered_pursuits.run(unknown_option=1)
+    with pytest.raises(TypeError, match="LayeredParams"):
+        layered_pursuits.run(csc_recovery.QUICK)
+
+
+# ---------------------------------------------------------------------------------- parameters
+MODULES = [sparseland_recovery, csc_recovery, layered_pursuits]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=[m.NAME for m in MODULES])
+def test_parameters_are_checked_dataclasses(module):
+    defaults, quick = module.DEFAULTS, module.QUICK
+    cls = type(defaults)
+    assert dataclasses.is_dataclass(defaults) and cls.NAME == module.NAME
+    assert defaults == cls() and not defaults.quick and defaults.output is None
+    # quick: the defaults with QUICK_CHANGES; an explicit value beats a quick one
+    assert quick.quick and quick == dataclasses.replace(defaults, quick=True, **cls.QUICK_CHANGES)
+    assert module.validate(quick=True) == quick
+    assert module.validate(quick=True, trials=3).trials == 3
+    assert module.validate(trials=None, seed=None) == defaults  # None: the default
+    assert module.validate(output="out").output == Path("out")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.trials = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="trials must be an integer >= 1, got 0"):
+        dataclasses.replace(quick, trials=0)  # a changed copy is checked again
+    with pytest.raises(ValueError, match="seed"):
+        cls(seed=-1)
+
+
+def test_sequences_are_canonical_tuples():
+    params = sparseland_recovery.validate(cardinalities=[1, 2], pursuits=["bp"], contrast=1)
+    assert params.cardinalities == (1, 2) and params.pursuits == ("bp",)
+    assert isinstance(params.contrast, float)
+    with pytest.raises(ValueError, match="m must be an integer in \\[64, 65536\\]"):
+        sparseland_recovery.SparselandParams(m=10)  # checked against n
+
+
+# every option the command lines had before they were derived from the dataclasses
+OPTIONS = {
+    sparseland_recovery: "--n --m --cardinalities --pursuits --contrast --bp-lambda --bp-iter "
+    "--support-fraction",
+    csc_recovery: "--num-atoms --kernel-size --image-size --l0-inf-values --pursuits --contrast "
+    "--bp-lambda --bp-iter --support-fraction",
+    layered_pursuits: "--noise-levels --contrasts --depths --noise --contrast --depth --pursuits "
+    "--deepest-cardinality --n-iter --bp-lambda --support-fraction --nonneg",
+}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=[m.NAME for m in MODULES])
+def test_command_line_has_an_option_per_parameter(module):
+    parser = make_parser(type(module.DEFAULTS), module.__doc__)
+    options = {o for action in parser._actions for o in action.option_strings}
+    expected = {"-h", "--help", "--output", "--seed", "--trials", "--quick"}
+    assert options == expected | set(OPTIONS[module].split())
+    assert vars(parser.parse_args([])) == {}  # left out: the defaults apply
+
+
+def test_command_line_values_reach_the_parameters():
+    cls = layered_pursuits.LayeredParams
+    argv = (
+        "--output o --seed 3 --trials 2 --quick --noise-levels 0 0.5 --contrasts 1 --depths 1 2 "
+        "--noise 0.1 --contrast 0.7 --depth 2 --pursuits ml_ista projection "
+        "--deepest-cardinality 3 --n-iter 7 --bp-lambda 0.02 --support-fraction 0.2 --nonneg"
+    ).split()
+    params = cls.from_options(**vars(make_parser(cls, "").parse_args(argv)))
+    assert params == cls(
+        output=Path("o"),
+        seed=3,
+        trials=2,
+        quick=True,
+        noise_levels=(0.0, 0.5),
+        contrasts=(1.0,),
+        depths=(1, 2),
+        noise=0.1,
+        contrast=0.7,
+        depth=2,
+        pursuits=("ml_ista", "projection"),
+        deepest_cardinality=3,
+        n_iter=7,
+        bp_lambda=0.02,
+        support_fraction=0.2,
+        nonneg=True,
+    )
+    text = " ".join(make_parser(cls, "").format_help().split())
+    assert "--nonneg ReLU" in text and "(default: 300; with --quick: 100)" in text
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -434,7 +434,7 @@ def test_n_iter_can_be_changed_after_construction():
     assert model.n_iter == 4
     assert "n_iter=4" in repr(model)
     for bad in (-1, 2.0, True, None):
-        with pytest.raises(ValueError, match="n_iter must be a non-negative integer"):
+        with pytest.raises(ValueError, match="n_iter must be an integer >= 0"):
             model.n_iter = bad
     assert model.n_iter == 4
 
@@ -486,13 +486,13 @@ def test_unknown_pursuit_lists_the_valid_names():
     ("kwargs", "pattern"),
     [
         ({"n_iter": -1}, "n_iter"),
-        ({"layers": [(2, 3, 0, 0)]}, r"layers\[0\]: stride must be >= 1, got 0"),
+        ({"layers": [(2, 3, 0, 0)]}, r"layers\[0\]: stride must be an integer >= 1, got 0"),
         ({"layers": [(2, 3), (3, 3, 1, -1)]}, r"layers\[1\]: padding"),
         ({"layers": [(2, 0)]}, r"layers\[0\]: kernel_size"),
         ({"layers": [(2, 3.5)]}, r"layers\[0\]"),
         ({"layers": [(2,)]}, r"layers\[0\]"),
         ({"layers": []}, "layers"),
-        ({"threshold_init": -0.1}, "threshold_init must be >= 0, got -0.1"),
+        ({"threshold_init": -0.1}, "threshold_init must be a finite number >= 0, got -0.1"),
         ({"threshold_init": float("nan")}, "threshold_init"),
         ({"step_init": 0.0}, "step_init"),
         ({"step_init": 2.5}, "step_init"),
@@ -510,7 +510,7 @@ def test_unknown_pursuit_lists_the_valid_names():
         ({"pursuit": "projection", "untied": True}, r"'projection' cannot use untied filters"),
         ({"pursuit": "ml_lista", "untied": False}, r"'ml_lista' needs untied filters"),
         ({"untied": "yes"}, "untied must be True, False or None"),
-        ({"init": "xavier"}, r"unknown init 'xavier'; expected one of unit, reference"),
+        ({"init": "xavier"}, r"init must be one of unit, reference; got 'xavier'"),
         ({"parametrization": "reference", "step_init": -1.0}, "step_init"),
         (
             {"pursuit": "layered_bp", "step_rule": "chain"},

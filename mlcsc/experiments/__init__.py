@@ -9,9 +9,17 @@
   depth, with the layered guarantees' ``ε_L`` (MODEL.md §3).
 
 Each writes a CSV, a PNG and TensorBoard curves into ``--output`` (default
-``outputs/experiments/<name>``), prints a table, and exposes ``run(**params) -> list[dict]``.
-Bad parameters raise :class:`ValueError` before any work; on the command line they print one
-``error: …`` line and exit with status 2.
+``outputs/experiments/<name>``), prints a table, and exposes its parameters as a frozen
+dataclass (``DEFAULTS`` for a full run, ``QUICK`` for a small fast one) and
+``run(params=None, /, **options) -> list[dict]``. Bad parameters raise :class:`ValueError`
+before any work; on the command line (one option per parameter) they print one ``error: …``
+line and exit with status 2.
+
+Shared code: :mod:`~mlcsc.experiments._common` (the harness: parameters, command line,
+outputs), :mod:`~mlcsc.experiments._recovery` (the two single-layer recovery experiments),
+:mod:`~mlcsc.experiments._mlcsc_model`, :mod:`~mlcsc.experiments._layered_runs` and
+:mod:`~mlcsc.experiments._layered_report` (the ML-CSC model, pursuit runs and reports of
+``layered_pursuits``); reports are written by :mod:`mlcsc.reporting`.
 """
 
 EXPERIMENTS = ("sparseland_recovery", "csc_recovery", "layered_pursuits")

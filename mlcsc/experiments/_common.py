@@ -1,115 +1,162 @@
-"""Machinery shared by the experiments: parameters, command line, output folder, CSV,
-TensorBoard curves, matplotlib figures and printed tables.
+"""The experiment harness: parameters as dataclasses, the command line derived from them, and
+the outputs of a run (through :mod:`mlcsc.reporting`).
 
 Every experiment module defines
 
-* ``NAME`` and ``DEFAULTS`` / ``QUICK`` (the parameters of a full and of a small fast run),
-* ``validate(**params) -> dict``: every parameter checked, :class:`ValueError` naming the
-  parameter, what was expected and what was given, before any work starts,
-* ``run(**params) -> list[dict]``: the experiment itself (it calls ``validate`` first), writing
+* ``NAME`` and a frozen dataclass of its parameters, a subclass of :class:`ExperimentParams`
+  whose fields (declared with :func:`param`: default of a full run and a help text) are the
+  parameters, whose ``QUICK_CHANGES`` are what a small fast run changes, and whose
+  ``checked()`` checks every field: building the dataclass raises :class:`ValueError` naming
+  the parameter, what was expected and what was given, before any work starts;
+* ``DEFAULTS`` / ``QUICK``: the parameters of a full and of a small fast run;
+* ``validate(**options)``: the parameters of a run, ``Params.from_options``
+  (:meth:`ExperimentParams.from_options`);
+* ``run(params=None, /, **options) -> list[dict]``: the experiment itself, writing
   ``<output>/<NAME>.csv``, ``<output>/<NAME>.png`` and TensorBoard events in
-  ``<output>/tensorboard`` when ``output`` is given,
-* ``main(argv=None) -> int``: the command line, built with :func:`make_parser` and
-  :func:`run_cli`; bad input prints one ``error: …`` line and exits with status 2.
+  ``<output>/tensorboard`` (:func:`publish`) when ``output`` is given;
+* ``main(argv=None) -> int``: the command line, an option ``--<field-name>`` per field
+  (:func:`run_cli`); bad input prints one ``error: …`` line and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import math
+import dataclasses
 import sys
 import time
-import warnings
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
+from torch import Tensor
 
-from mlcsc.checks import (
-    check_choices,
-    check_flag,
-    check_int,
-    check_ints,
-    check_number,
-    check_numbers,
-)
+from mlcsc.checks import check_flag, check_int
+from mlcsc.reporting import Curve, log_curves, save_figure, write_csv
 
 __all__ = [
     "OUTPUT_ROOT",
-    "relative_support",
-    "Curve",
+    "ExperimentParams",
     "ExperimentParser",
-    "check_choices",
-    "check_flag",
-    "check_int",
-    "check_ints",
-    "check_number",
-    "check_numbers",
-    "format_table",
-    "log_curves",
     "make_parser",
-    "new_figure",
-    "prepare_output",
-    "resolve_params",
+    "param",
+    "publish",
+    "relative_support",
     "run_cli",
-    "save_figure",
     "single_thread",
-    "write_csv",
+    "style_rate_axis",
 ]
 
 #: parent folder of the default output folders, ``outputs/experiments/<name>``
 OUTPUT_ROOT = Path("outputs") / "experiments"
 
-#: parameters every experiment takes besides its own
-COMMON = ("output", "seed", "trials", "quick", "verbose")
+P = TypeVar("P", bound="ExperimentParams")
 
 
-def resolve_params(
-    name: str,
-    defaults: Mapping[str, Any],
-    quick_overrides: Mapping[str, Any],
-    given: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Merge the parameters of a run: defaults, then the quick overrides (``quick=True``),
-    then the explicitly given values (``None`` means "the default").
+# ---------------------------------------------------------------------------------- parameters
+def param(default: Any, help: str, *, cli: bool = True, shown: str | None = None) -> Any:
+    """A parameter field: its default (that of a full run), its help text (the command
+    line's), whether the command line has an option for it, and how its help shows the
+    default (``shown``; by default the value itself)."""
+    return field(default=default, metadata={"help": help, "cli": cli, "shown": shown})
 
-    Checks the common parameters (``seed``, ``trials``, ``quick``, ``verbose``, ``output``);
-    the experiment checks its own.
 
-    Returns:
-        All parameters, with ``output`` a :class:`~pathlib.Path` or ``None``.
+@dataclass(frozen=True)
+class ExperimentParams:
+    """The parameters every experiment takes; a subclass adds its own fields.
 
-    Raises:
-        ValueError: for an unknown parameter name or a bad common parameter.
+    Building an instance checks every field (:meth:`checked`) and stores each in its canonical
+    type (``output`` a :class:`~pathlib.Path`, sequences tuples, numbers ``int`` / ``float``).
     """
-    unknown = sorted(set(given) - set(defaults) - set(COMMON))
-    if unknown:
-        known = ", ".join([*COMMON, *defaults])
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; expected some of {known}")
-    quick = check_flag("quick", given.get("quick") if given.get("quick") is not None else False)
-    params = dict(defaults)
-    if quick:
-        params.update(quick_overrides)
-    params.update({key: value for key, value in given.items() if value is not None})
-    params["quick"] = quick
-    params["verbose"] = check_flag("verbose", params.get("verbose", False))
-    params["seed"] = check_int("seed", params.get("seed", 0), 0, 2**31 - 1)
-    params["trials"] = check_int("trials", params["trials"], 1)
-    output = params.get("output")
-    if output is not None:
-        if not isinstance(output, (str, Path)) or str(output) == "":
-            raise ValueError(f"output must be a folder path, got {output!r}")
-        output = Path(output)
-        if output.exists() and not output.is_dir():
-            raise ValueError(f"output must be a folder, got the existing file {str(output)!r}")
-    params["output"] = output
-    return params
+
+    #: the experiment's name (its module and its output files)
+    NAME: ClassVar[str] = "experiment"
+    #: the fields a quick run changes, and to what
+    QUICK_CHANGES: ClassVar[Mapping[str, Any]] = types.MappingProxyType({})
+
+    output: Path | None = param(None, "output folder")
+    seed: int = param(0, "random seed")
+    trials: int = param(1, "random signals per point")
+    quick: bool = param(False, "a small, fast run (few trials and levels)")
+    verbose: bool = param(False, "print the tables and notes", cli=False)
+
+    def __post_init__(self) -> None:
+        for name, value in self.checked().items():
+            object.__setattr__(self, name, value)
+
+    def checked(self) -> dict[str, Any]:
+        """Every field checked, in its canonical type; a subclass extends the dict.
+
+        Raises:
+            ValueError: naming the parameter, what was expected and what was given.
+        """
+        output = self.output
+        if output is not None:
+            if not isinstance(output, (str, Path)) or str(output) == "":
+                raise ValueError(f"output must be a folder path, got {output!r}")
+            output = Path(output)
+            if output.exists() and not output.is_dir():
+                raise ValueError(f"output must be a folder, got the existing file {str(output)!r}")
+        return {
+            "output": output,
+            "seed": check_int("seed", self.seed, 0, 2**31 - 1),
+            "trials": check_int("trials", self.trials, 1),
+            "quick": check_flag("quick", self.quick),
+            "verbose": check_flag("verbose", self.verbose),
+        }
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The parameter names, in the order of the fields."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_options(cls: type[P], **given: Any) -> P:
+        """The parameters of a run: the defaults, then :attr:`QUICK_CHANGES` when
+        ``quick=True``, then the values given (``None`` means "the default").
+
+        Raises:
+            ValueError: for an unknown name or a bad value.
+        """
+        unknown = sorted(set(given) - set(cls.names()))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)}; "
+                f"expected some of {', '.join(cls.names())}"
+            )
+        given = {name: value for name, value in given.items() if value is not None}
+        quick = cls.QUICK_CHANGES if given.get("quick") is True else {}
+        return cls(**{**quick, **given})
+
+    @classmethod
+    def quick_run(cls: type[P], **given: Any) -> P:
+        """The parameters of a small, fast run, with ``given`` changes."""
+        return cls.from_options(**{"quick": True, **given})
+
+    @classmethod
+    def for_run(cls: type[P], params: P | None, options: Mapping[str, Any]) -> P:
+        """The parameters of ``run(params, **options)``: ``params`` (default:
+        :meth:`from_options`) with the ``options`` not ``None`` changed.
+
+        Raises:
+            TypeError: for an option that is not a parameter, as for a function signature.
+            ValueError: for a bad value.
+        """
+        unknown = sorted(set(options) - set(cls.names()))
+        if unknown:
+            raise TypeError(f"run() got an unexpected keyword argument {unknown[0]!r}")
+        if params is None:
+            return cls.from_options(**options)
+        if not isinstance(params, cls):
+            raise TypeError(f"params must be a {cls.__name__}, got {type(params).__name__}")
+        return dataclasses.replace(params, **{k: v for k, v in options.items() if v is not None})
 
 
+# ---------------------------------------------------------------------------------- running
 @contextmanager
 def single_thread() -> Iterator[None]:
     """Run torch on one intra-op thread inside the block, then restore the previous setting.
@@ -126,125 +173,56 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def relative_support(estimate: Tensor, fraction: float) -> Tensor:
+    """``(B, N)`` mask of the entries above ``fraction`` times the largest, per signal.
+
+    The support of a basis-pursuit estimate, whose small entries are solver noise.
+    """
+    magnitude = estimate.detach().abs().flatten(1)
+    largest = magnitude.amax(dim=1, keepdim=True)
+    return (magnitude > fraction * largest) & (largest > 0)
+
+
 # ---------------------------------------------------------------------------------- outputs
-def prepare_output(folder: Path) -> Path:
-    """Create the output folder (and its parents); returns it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def publish(
+    params: ExperimentParams,
+    rows: list[dict[str, Any]],
+    *,
+    table: str,
+    notes: str,
+    figures: Callable[[], Mapping[str, Any]],
+    curves: Callable[[], Sequence[Curve]],
+) -> None:
+    """The outputs of a run.
 
-
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write ``rows`` as CSV; the columns are every key, in order of first appearance.
-
-    Floats are written with ``repr`` precision; missing values are empty.
+    With ``params.output``: the rows as ``<NAME>.csv``, each figure of ``figures()`` (file
+    suffix → figure, the first logged to TensorBoard too) as ``<NAME><suffix>.png``, and the
+    ``curves()`` with the notes in ``tensorboard/``. With ``params.verbose``: the table and the
+    notes printed.
     """
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    folder = params.output
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, folder / f"{params.NAME}.csv")
+        drawn = dict(figures())
+        for suffix, figure in drawn.items():
+            save_figure(figure, folder / f"{params.NAME}{suffix}.png")
+        first = next(iter(drawn.values()), None)
+        log_curves(folder / "tensorboard", curves(), figure=first, text=notes)
+    if params.verbose:
+        print(table)
+        print()
+        print(notes)
 
 
-@dataclass(frozen=True)
-class Curve:
-    """One curve for TensorBoard: ``tag`` (``"group/name"``), x values and y values.
-
-    TensorBoard steps are integers: integer x values are used as steps; other x values are
-    logged at steps ``0, 1, …`` and the x values themselves under ``<tag>/x`` (so the mapping
-    from step to x is in the event file too).
-    """
-
-    tag: str
-    x: Sequence[float]
-    y: Sequence[float]
-
-
-def log_curves(folder: Path, curves: Sequence[Curve], figure=None, text: str = "") -> Path:
-    """Log curves (and optionally the figure and a text note) to TensorBoard in ``folder``.
-
-    Event files already in ``folder`` (from an earlier run into the same output) are removed
-    first, as the CSV and PNG are overwritten.
-
-    Uses :class:`torch.utils.tensorboard.SummaryWriter`; when ``tensorboard`` is not installed
-    a warning is issued and nothing is written.
-
-    Returns:
-        ``folder``.
-    """
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # pragma: no cover - tensorboard is an optional dependency
-        warnings.warn("tensorboard is not installed: curves not logged", stacklevel=2)
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("events.out.tfevents.*"):  # a rerun replaces the curves
-        old.unlink()
-    writer = SummaryWriter(log_dir=str(folder))
-    try:
-        for curve in curves:
-            integral = all(float(x).is_integer() for x in curve.x)
-            for index, (x, y) in enumerate(zip(curve.x, curve.y, strict=True)):
-                step = int(x) if integral else index
-                if y is not None and math.isfinite(float(y)):
-                    writer.add_scalar(curve.tag, float(y), global_step=step)
-                if not integral:
-                    writer.add_scalar(f"{curve.tag}/x", float(x), global_step=step)
-        if figure is not None:
-            writer.add_figure("figure", figure, close=False)
-        if text:
-            writer.add_text("notes", text.replace("\n", "  \n"))
-    finally:
-        writer.close()
-    return folder
-
-
-def new_figure(rows: int, columns: int, width: float = 5.0, height: float = 3.8):
-    """A matplotlib figure with a ``rows × columns`` grid of axes.
-
-    The figure is created without pyplot (no global state, no GUI backend, nothing to close)
-    and is rendered by matplotlib's Agg canvas when saved, whatever backend the caller uses.
-
-    Returns:
-        ``(figure, axes)`` with ``axes`` a 2-D numpy array of Axes.
-    """
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    return figure, axes
-
-
-def save_figure(figure, path: Path) -> Path:
-    """Write the figure as a PNG (100 dpi)."""
-    figure.savefig(path, dpi=100)
-    return path
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A plain-text table of ``columns`` of ``rows`` (floats with 3 significant digits)."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, float):
-            if math.isnan(value):
-                return "-"
-            if math.isinf(value):
-                return "inf" if value > 0 else "-inf"
-            return f"{value:.3g}"
-        return "-" if value is None else str(value)
-
-    table = [list(columns)] + [[cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    lines = [
-        "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
-        for line in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def style_rate_axis(axis, xlabel: str, ylabel: str = "exact support recovery rate", **legend):
+    """Label an axis of success rates in ``[0, 1]``, with a light grid and a legend
+    (``legend``: its keyword arguments, default ``fontsize=8, loc="lower left"``)."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(-0.03, 1.03)
+    axis.grid(alpha=0.3)
+    axis.legend(**(legend or {"fontsize": 8, "loc": "lower left"}))
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -255,40 +233,62 @@ class ExperimentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def make_parser(name: str, description: str, defaults: Mapping[str, Any]) -> ExperimentParser:
-    """The parser with the common options ``--output``, ``--seed``, ``--trials``, ``--quick``.
+def _show(value: Any) -> str:
+    """A default value as the command line writes it."""
+    if isinstance(value, (tuple, list)):
+        texts = [_show(item) for item in value]
+        return " ".join(texts if len(texts) <= 12 else [*texts[:3], "…", texts[-1]])
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _option_type(hint: Any) -> tuple[Callable[[str], Any], bool]:
+    """The argparse ``type`` of a field's type hint and whether it takes several values."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return typing.get_args(hint)[0], True
+    if origin in (typing.Union, types.UnionType):  # ``X | None``
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None)), False
+    return hint, False
+
+
+def make_parser(cls: type[ExperimentParams], description: str) -> ExperimentParser:
+    """The command line of an experiment: ``--<name>`` (underscores as dashes) for every field
+    of ``cls`` with ``cli=True``; a flag for a ``bool``, several values for a tuple.
 
     Options left out are absent from the parsed namespace (``argparse.SUPPRESS``), so the
-    experiment's defaults (or quick defaults) apply to them.
+    defaults (or quick defaults) apply to them.
     """
     parser = ExperimentParser(
-        prog=f"python -m mlcsc.experiments.{name}",
-        description=description,
+        prog=f"python -m mlcsc.experiments.{cls.NAME}",
+        description=description.strip().split("\n")[0],
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"output folder (default: {OUTPUT_ROOT / name})",
-    )
-    parser.add_argument("--seed", type=int, help=f"random seed (default: {defaults['seed']})")
-    parser.add_argument(
-        "--trials", type=int, help=f"random signals per point (default: {defaults['trials']})"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="a small, fast run (few trials and levels)"
-    )
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        if not spec.metadata.get("cli", True):
+            continue
+        option = "--" + spec.name.replace("_", "-")
+        text = spec.metadata["help"]
+        if hints[spec.name] is bool:
+            parser.add_argument(option, action="store_true", help=text)
+            continue
+        default = OUTPUT_ROOT / cls.NAME if spec.name == "output" else spec.default
+        text += f" (default: {spec.metadata.get('shown') or _show(default)}"
+        if spec.name in cls.QUICK_CHANGES:
+            text += f"; with --quick: {_show(cls.QUICK_CHANGES[spec.name])}"
+        kind, several = _option_type(hints[spec.name])
+        parser.add_argument(option, type=kind, nargs="+" if several else None, help=text + ")")
     return parser
 
 
 def run_cli(
-    name: str,
-    parser: argparse.ArgumentParser,
-    validate: Callable[..., dict[str, Any]],
-    run: Callable[..., list[dict[str, Any]]],
+    cls: type[P],
+    run: Callable[[P], list[dict[str, Any]]],
     argv: Sequence[str] | None = None,
+    description: str = "",
 ) -> int:
-    """Parse the command line, check every parameter, then run the experiment verbosely.
+    """Parse the command line, check every parameter, then run the experiment verbosely into
+    ``--output`` (default ``outputs/experiments/<NAME>``).
 
     Bad input (an unparsable option or a parameter out of range) prints one line
     ``error: …`` on stderr and returns 2 before any work starts. Errors raised while the
@@ -297,26 +297,14 @@ def run_cli(
     Returns:
         The exit status: 0 on success, 2 for bad input.
     """
-    args = vars(parser.parse_args(argv))
-    args = {key.replace("-", "_"): value for key, value in args.items()}
-    args.setdefault("output", OUTPUT_ROOT / name)
-    args["verbose"] = True
+    args = vars(make_parser(cls, description).parse_args(argv))
+    args.setdefault("output", OUTPUT_ROOT / cls.NAME)
     try:
-        params = validate(**args)
+        params = cls.from_options(**args, verbose=True)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    run(**params)
-    print(f"\n{name}: done in {time.perf_counter() - start:.1f} s; outputs in {params['output']}")
+    run(params)
+    print(f"\n{cls.NAME}: done in {time.perf_counter() - start:.1f} s; outputs in {params.output}")
     return 0
-
-
-def relative_support(estimate: torch.Tensor, fraction: float) -> torch.Tensor:
-    """``(B, N)`` mask of the entries above ``fraction`` times the largest, per signal.
-
-    The support of a basis-pursuit estimate, whose small entries are solver noise.
-    """
-    magnitude = estimate.detach().abs().flatten(1)
-    largest = magnitude.amax(dim=1, keepdim=True)
-    return (magnitude > fraction * largest) & (largest > 0)

@@ -32,39 +32,25 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_choices, check_int, check_ints
 from mlcsc.dictionary import DenseDictionary
-from mlcsc.experiments._common import (
-    Curve,
-    check_choices,
-    check_int,
-    check_ints,
-    check_number,
-    format_table,
-    log_curves,
-    make_parser,
-    new_figure,
-    prepare_output,
-    relative_support,
-    resolve_params,
-    run_cli,
-    save_figure,
-    single_thread,
-    write_csv,
-)
-from mlcsc.pursuit import fista
+from mlcsc.experiments._common import param, publish, run_cli, single_thread
+from mlcsc.experiments._recovery import Bound, RecoveryParams, bp_support, plot_success
 from mlcsc.pursuit.omp import omp
 from mlcsc.pursuit.thresholding import thresholding
+from mlcsc.reporting import Curve, format_table, group_rows, new_figure
 from mlcsc.theory import exact_recovery_bound, mutual_coherence, sparseland_signals
 
 __all__ = [
     "NAME",
     "PURSUITS",
+    "SparselandParams",
     "DEFAULTS",
     "QUICK",
     "validate",
@@ -80,50 +66,49 @@ NAME = "sparseland_recovery"
 #: the pursuits compared, by name
 PURSUITS = ("omp", "bp", "thresholding")
 
-#: parameters of the full run (about a minute on 2 CPU cores)
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "trials": 200,
-    "n": 64,
-    "m": 128,
-    "cardinalities": tuple(range(1, 33)),
-    "pursuits": PURSUITS,
-    "contrast": 0.5,
-    "bp_lambda": 0.01,
-    "bp_iter": 1000,
-    "support_fraction": 0.1,
-}
 
-#: what ``quick=True`` changes
-QUICK: dict[str, Any] = {"trials": 20, "cardinalities": (1, 2, 4, 8, 16, 24), "bp_iter": 300}
+@dataclass(frozen=True)
+class SparselandParams(RecoveryParams):
+    """Parameters of :func:`run`; the defaults are those of the full run (about a minute on 2
+    CPU cores)."""
+
+    NAME: ClassVar[str] = NAME
+    QUICK_CHANGES: ClassVar[dict[str, Any]] = {
+        "trials": 20,
+        "cardinalities": (1, 2, 4, 8, 16, 24),
+        "bp_iter": 300,
+    }
+
+    trials: int = param(200, "random signals per cardinality")
+    n: int = param(64, "signal dimension")
+    m: int = param(128, "atoms of the random dictionary (the two-ortho one has 2n)")
+    cardinalities: tuple[int, ...] = param(tuple(range(1, 33)), "the ||G||_0 values, in [1, n]")
+    pursuits: tuple[str, ...] = param(PURSUITS, f"any of {', '.join(PURSUITS)}", shown="all")
+
+    def checked(self) -> dict[str, Any]:
+        n = check_int("n", self.n, 2, 4096, " (the signal dimension)")
+        return {
+            **super().checked(),
+            "n": n,
+            "m": check_int("m", self.m, n, 65536, " (atoms of the random dictionary, >= n)"),
+            "cardinalities": tuple(
+                check_ints(
+                    "cardinalities",
+                    self.cardinalities,
+                    1,
+                    n,
+                    f" (at most the signal dimension n = {n}: no more atoms can be independent)",
+                )
+            ),
+            "pursuits": tuple(check_choices("pursuits", self.pursuits, PURSUITS)),
+        }
 
 
-def validate(**params: Any) -> dict[str, Any]:
-    """Check every parameter of :func:`run` and fill in the defaults.
+#: the parameters of the full run and of a small, fast one (``quick=True``)
+DEFAULTS, QUICK = SparselandParams(), SparselandParams.quick_run()
 
-    Raises:
-        ValueError: naming the parameter, what was expected and what was given.
-    """
-    p = resolve_params(NAME, DEFAULTS, QUICK, params)
-    p["n"] = check_int("n", p["n"], 2, 4096, " (the signal dimension)")
-    p["m"] = check_int("m", p["m"], p["n"], 65536, " (atoms of the random dictionary, >= n)")
-    p["cardinalities"] = check_ints(
-        "cardinalities",
-        p["cardinalities"],
-        1,
-        p["n"],
-        f" (at most the signal dimension n = {p['n']}: no more atoms can be independent)",
-    )
-    p["pursuits"] = check_choices("pursuits", p["pursuits"], PURSUITS)
-    p["contrast"] = check_number(
-        "contrast", p["contrast"], 0, 1, low_open=True, what=" (|G_min|/|G_max|)"
-    )
-    p["bp_lambda"] = check_number("bp_lambda", p["bp_lambda"], 0, low_open=True)
-    p["bp_iter"] = check_int("bp_iter", p["bp_iter"], 1)
-    p["support_fraction"] = check_number(
-        "support_fraction", p["support_fraction"], 0, 1, low_open=True, high_open=True
-    )
-    return p
+#: ``validate(**options)``: the parameters of a run, checked (ValueError before any work)
+validate = SparselandParams.from_options
 
 
 def random_dictionary(n: int, m: int, generator: torch.Generator) -> DenseDictionary:
@@ -168,50 +153,30 @@ def thresholding_bound(coherence: float, contrast: float) -> float:
     return math.inf if coherence == 0 else 0.5 * (1.0 + contrast / coherence)
 
 
-def _estimate(pursuit: str, dictionary, y: Tensor, k: int, p: dict[str, Any]) -> Tensor:
+def _estimate(pursuit: str, dictionary, y: Tensor, k: int, p: SparselandParams) -> Tensor:
     """The support (a ``(B, m)`` bool mask) found by one pursuit."""
     if pursuit == "omp":
         return omp(dictionary, y, k=k) != 0
     if pursuit == "thresholding":
         return thresholding(dictionary, y, k=k, mode="hard") != 0
-    codes = fista(dictionary, y, p["bp_lambda"], max_iter=p["bp_iter"], tol=1e-7)
-    return relative_support(codes, p["support_fraction"])
+    return bp_support(dictionary, y, p)
 
 
-def run(
-    *,
-    output: str | Path | None = None,
-    seed: int | None = None,
-    trials: int | None = None,
-    quick: bool = False,
-    verbose: bool = False,
-    n: int | None = None,
-    m: int | None = None,
-    cardinalities: Sequence[int] | None = None,
-    pursuits: Sequence[str] | None = None,
-    contrast: float | None = None,
-    bp_lambda: float | None = None,
-    bp_iter: int | None = None,
-    support_fraction: float | None = None,
-) -> list[dict[str, Any]]:
+def run(params: SparselandParams | None = None, /, **options: Any) -> list[dict[str, Any]]:
     """Success rate of exact support recovery versus cardinality, on two dictionaries.
 
     Args:
-        output: folder for ``sparseland_recovery.csv``, ``.png`` and ``tensorboard/``;
-            ``None`` writes nothing.
-        seed: seed of the dictionary and signal draws (default 0).
-        trials: signals per cardinality (default 200; quick 20).
-        quick: use the small settings of :data:`QUICK` for parameters not given.
-        verbose: print the table and notes.
-        n: signal dimension (default 64).
-        m: atoms of the random dictionary (default 128); the two-ortho one has ``2n``.
-        cardinalities: the ``‖Γ‖₀`` values, each in ``[1, n]`` (default 1 … 32).
-        pursuits: any of ``"omp"``, ``"bp"``, ``"thresholding"`` (default all).
-        contrast: ``c ∈ (0, 1]``; magnitudes uniform in ``[c, 1]`` (default 0.5).
-        bp_lambda: ``λ > 0`` of BP (default 0.01).
-        bp_iter: FISTA iterations of BP (default 1000; quick 300).
-        support_fraction: BP support threshold relative to the largest entry, in ``(0, 1)``
-            (default 0.1).
+        params: the parameters (default :data:`DEFAULTS`, or :data:`QUICK` for
+            ``quick=True``); ``options`` change them.
+        **options: any field of :class:`SparselandParams`, ``None`` meaning the default:
+            ``output`` (folder for ``sparseland_recovery.csv``, ``.png`` and
+            ``tensorboard/``; ``None`` writes nothing), ``seed``, ``trials`` (signals per
+            cardinality), ``quick`` (the quick values for the parameters not given),
+            ``verbose`` (print the table and notes), ``n``, ``m``, ``cardinalities`` (the
+            ``‖Γ‖₀`` values, each in ``[1, n]``), ``pursuits`` (any of :data:`PURSUITS`),
+            ``contrast`` (``c ∈ (0, 1]``; magnitudes uniform in ``[c, 1]``), ``bp_lambda``
+            (``λ > 0`` of BP), ``bp_iter`` (FISTA iterations of BP), ``support_fraction``
+            (BP support threshold relative to the largest entry, in ``(0, 1)``).
 
     Returns:
         One row per (dictionary, cardinality, pursuit): ``dictionary``, ``n``, ``m``,
@@ -220,13 +185,14 @@ def run(
         cardinality is below the pursuit's worst-case bound).
 
     Raises:
+        TypeError: for an option that is not a parameter.
         ValueError: for a parameter out of range, before any work.
     """
-    p = validate(**{k: v for k, v in locals().items() if v is not None})
-    generator = torch.Generator().manual_seed(p["seed"])
-    two_ortho, two_ortho_name = two_ortho_dictionary(p["n"])
+    p = SparselandParams.for_run(params, options)
+    generator = torch.Generator().manual_seed(p.seed)
+    two_ortho, two_ortho_name = two_ortho_dictionary(p.n)
     dictionaries = [
-        (f"random_{p['n']}x{p['m']}", random_dictionary(p["n"], p["m"], generator)),
+        (f"random_{p.n}x{p.m}", random_dictionary(p.n, p.m, generator)),
         (two_ortho_name, two_ortho),
     ]
     rows: list[dict[str, Any]] = []
@@ -236,20 +202,19 @@ def run(
             bounds = {
                 "omp": exact_recovery_bound(mu),
                 "bp": exact_recovery_bound(mu),
-                "thresholding": thresholding_bound(mu, p["contrast"]),
+                "thresholding": thresholding_bound(mu, p.contrast),
             }
-            for k in p["cardinalities"]:
+            for k in p.cardinalities:
                 y, codes = sparseland_signals(
                     dictionary,
-                    p["trials"],
+                    p.trials,
                     k,
-                    coefficient_range=(p["contrast"], 1.0),
+                    coefficient_range=(p.contrast, 1.0),
                     generator=generator,
                 )
                 truth = codes != 0
-                for pursuit in p["pursuits"]:
-                    found = _estimate(pursuit, dictionary, y, k, p)
-                    successes = int((found == truth).all(dim=1).sum())
+                for pursuit in p.pursuits:
+                    successes = int((_estimate(pursuit, dictionary, y, k, p) == truth).all(1).sum())
                     rows.append(
                         {
                             "dictionary": name,
@@ -258,54 +223,46 @@ def run(
                             "coherence": mu,
                             "cardinality": k,
                             "pursuit": pursuit,
-                            "success_rate": successes / p["trials"],
+                            "success_rate": successes / p.trials,
                             "successes": successes,
-                            "trials": p["trials"],
+                            "trials": p.trials,
                             "omp_bp_bound": bounds["omp"],
                             "thresholding_bound": bounds["thresholding"],
                             "within_bound": k < bounds[pursuit],
                         }
                     )
-    notes = _notes(rows, p)
-    if p["output"] is not None:
-        _write_outputs(p["output"], rows, p, notes)
-    if p["verbose"]:
-        print(_table(rows, p))
-        print()
-        print(notes)
+    publish(
+        p,
+        rows,
+        table=_table(rows, p),
+        notes=_notes(rows, p),
+        figures=lambda: {"": _figure(rows, p)},
+        curves=lambda: _curves(rows),
+    )
     return rows
 
 
-def _curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        curves.setdefault((row["dictionary"], row["pursuit"]), []).append(row)
-    return curves
-
-
-def _table(rows: list[dict[str, Any]], p: dict[str, Any]) -> str:
+def _table(rows: list[dict[str, Any]], p: SparselandParams) -> str:
     blocks = []
-    for name in dict.fromkeys(row["dictionary"] for row in rows):
+    for (name,), group in group_rows(rows, ["dictionary"]).items():
         table: dict[int, dict[str, Any]] = {}
-        for row in rows:
-            if row["dictionary"] == name:
-                line = table.setdefault(row["cardinality"], {"cardinality": row["cardinality"]})
-                line[row["pursuit"]] = row["success_rate"]
-        mu = next(row["coherence"] for row in rows if row["dictionary"] == name)
+        for row in group:
+            line = table.setdefault(row["cardinality"], {"cardinality": row["cardinality"]})
+            line[row["pursuit"]] = row["success_rate"]
         blocks.append(
-            f"{name} (mu = {mu:.3f}): success rate of exact support recovery\n"
-            + format_table(list(table.values()), ["cardinality", *p["pursuits"]])
+            f"{name} (mu = {group[0]['coherence']:.3f}): success rate of exact support recovery\n"
+            + format_table(list(table.values()), ["cardinality", *p.pursuits])
         )
     return "\n\n".join(blocks)
 
 
-def _notes(rows: list[dict[str, Any]], p: dict[str, Any]) -> str:
+def _notes(rows: list[dict[str, Any]], p: SparselandParams) -> str:
     lines = [
-        f"{p['trials']} noiseless signals per cardinality, magnitudes uniform in "
-        f"[{p['contrast']:g}, 1] with random signs; BP = FISTA with lambda = {p['bp_lambda']:g}, "
-        f"{p['bp_iter']} iterations, support = entries > {p['support_fraction']:g} x max."
+        f"{p.trials} noiseless signals per cardinality, magnitudes uniform in "
+        f"[{p.contrast:g}, 1] with random signs; BP = FISTA with lambda = {p.bp_lambda:g}, "
+        f"{p.bp_iter} iterations, support = entries > {p.support_fraction:g} x max."
     ]
-    for (name, pursuit), curve in _curves(rows).items():
+    for (name, pursuit), curve in group_rows(rows, ["dictionary", "pursuit"]).items():
         mu = curve[0]["coherence"]
         bound = curve[0]["thresholding_bound" if pursuit == "thresholding" else "omp_bp_bound"]
         perfect = [r["cardinality"] for r in curve if r["success_rate"] == 1.0]
@@ -329,85 +286,35 @@ def _notes(rows: list[dict[str, Any]], p: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_outputs(folder: Path, rows: list[dict[str, Any]], p: dict[str, Any], notes: str):
-    prepare_output(folder)
-    write_csv(folder / f"{NAME}.csv", rows)
-    names = list(dict.fromkeys(row["dictionary"] for row in rows))
-    figure, axes = new_figure(1, len(names))
-    markers = {"omp": "o", "bp": "s", "thresholding": "^"}
-    curves = _curves(rows)
-    for axis, name in zip(axes[0], names, strict=True):
-        first = next(row for row in rows if row["dictionary"] == name)
-        for pursuit in p["pursuits"]:
-            curve = curves[(name, pursuit)]
-            axis.plot(
-                [r["cardinality"] for r in curve],
-                [r["success_rate"] for r in curve],
-                marker=markers[pursuit],
-                markersize=4,
-                label=pursuit.upper() if pursuit != "thresholding" else "thresholding",
-            )
-        mu = first["coherence"]
-        axis.axvline(
-            first["omp_bp_bound"],
-            color="black",
-            linestyle="-",
-            linewidth=1,
-            label=f"OMP/BP bound ½(1+1/μ) = {first['omp_bp_bound']:.2f}",
-        )
-        axis.axvline(
-            first["thresholding_bound"],
-            color="gray",
-            linestyle="--",
-            linewidth=1,
-            label=f"thresholding bound ½(1+c/μ) = {first['thresholding_bound']:.2f}",
-        )
-        axis.set_title(f"{name} ({first['n']}×{first['m']}), μ = {mu:.3f}")
-        axis.set_xlabel("cardinality ‖Γ‖₀")
-        axis.set_ylabel("exact support recovery rate")
-        axis.set_ylim(-0.03, 1.03)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="lower left")
+def _figure(rows: list[dict[str, Any]], p: SparselandParams):
+    """One panel per dictionary: success rate versus cardinality, with the bounds."""
+    groups = group_rows(rows, ["dictionary"])
+    figure, axes = new_figure(1, len(groups))
+    for axis, ((name,), group) in zip(axes[0], groups.items(), strict=True):
+        first = group[0]
+        bounds = [
+            Bound(first["omp_bp_bound"], "OMP/BP bound ½(1+1/μ)"),
+            Bound(first["thresholding_bound"], "thresholding bound ½(1+c/μ)", "gray", "--"),
+        ]
+        plot_success(axis, group, "cardinality", p.pursuits, bounds, "cardinality ‖Γ‖₀")
+        axis.set_title(f"{name} ({first['n']}×{first['m']}), μ = {first['coherence']:.3f}")
     figure.suptitle(
-        f"Sparseland, noiseless, {p['trials']} trials per point, |Γ| ∈ [{p['contrast']:g}, 1] "
-        f"(contrast c = {p['contrast']:g})"
+        f"Sparseland, noiseless, {p.trials} trials per point, |Γ| ∈ [{p.contrast:g}, 1] "
+        f"(contrast c = {p.contrast:g})"
     )
-    save_figure(figure, folder / f"{NAME}.png")
-    log_curves(
-        folder / "tensorboard",
-        [
-            Curve(
-                f"success/{name}/{pursuit}",
-                [r["cardinality"] for r in curve],
-                [r["success_rate"] for r in curve],
-            )
-            for (name, pursuit), curve in curves.items()
-        ],
-        figure=figure,
-        text=notes,
-    )
+    return figure
+
+
+def _curves(rows: list[dict[str, Any]]) -> list[Curve]:
+    return [
+        Curve.from_rows(f"success/{name}/{pursuit}", curve, "cardinality", "success_rate")
+        for (name, pursuit), curve in group_rows(rows, ["dictionary", "pursuit"]).items()
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m mlcsc.experiments.sparseland_recovery --help``."""
-    parser = make_parser(NAME, __doc__.split("\n")[0], DEFAULTS)
-    parser.add_argument("--n", type=int, help="signal dimension (default 64)")
-    parser.add_argument("--m", type=int, help="atoms of the random dictionary (default 128)")
-    parser.add_argument(
-        "--cardinalities", type=int, nargs="+", help="the ||G||_0 values (default 1 … 32)"
-    )
-    parser.add_argument("--pursuits", nargs="+", help=f"any of {', '.join(PURSUITS)} (default all)")
-    parser.add_argument(
-        "--contrast", type=float, help="magnitudes uniform in [contrast, 1] (default 0.5)"
-    )
-    parser.add_argument("--bp-lambda", type=float, help="lambda of BP (default 0.01)")
-    parser.add_argument("--bp-iter", type=int, help="FISTA iterations of BP (default 1000)")
-    parser.add_argument(
-        "--support-fraction",
-        type=float,
-        help="BP support: entries above this fraction of the largest (default 0.1)",
-    )
-    return run_cli(NAME, parser, validate, run, argv)
+    return run_cli(SparselandParams, run, argv, __doc__)
 
 
 if __name__ == "__main__":

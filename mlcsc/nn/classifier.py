@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mlcsc.checks import check_int, check_number
 from mlcsc.nn.mlcsc import MLCSC
 
 __all__ = ["MLCSCClassifier", "conv_features"]
@@ -71,10 +72,8 @@ class MLCSCClassifier(nn.Module):
         in_channels: int | None = None,
     ):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_int("num_classes", num_classes, 2)
+        check_number("dropout", dropout, 0.0, 1.0, high_open=True)
         self.encoder = encoder
         self.num_classes = num_classes
         self.features = features if features is not None else nn.Identity()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlcsc.checks import check_choice, check_int, check_number
 from mlcsc.dictionary import ConvDictionary
 from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.functional import THRESHOLD_MODES, conv_output_size
@@ -55,8 +56,7 @@ def _parse_layer(index: int, spec) -> LayerSpec:
         ("stride", stride, 1),
         ("padding", padding, 0),
     ):
-        if value < minimum:
-            raise ValueError(f"layers[{index}]: {name} must be >= {minimum}, got {value}")
+        check_int(f"layers[{index}]: {name}", value, minimum)
     return num_atoms, kernel_size, stride, padding
 
 
@@ -130,29 +130,20 @@ class MLCSC(nn.Module):
         step_rule: str | None = None,
     ):
         super().__init__()
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+        check_int("in_channels", in_channels, 1)
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
             raise ValueError(f"layers must be a non-empty list of layer specs, got {layers!r}")
         specs = [_parse_layer(i, spec) for i, spec in enumerate(layers)]
         method = get_pursuit(pursuit)
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(
-                f"unknown threshold_mode {threshold_mode!r}; expected one of "
-                f"{', '.join(THRESHOLD_MODES)}"
-            )
+        check_choice("threshold_mode", threshold_mode, THRESHOLD_MODES)
         parametrization, init, untied = _check_pursuit_options(
             method, parametrization, init, untied, step_rule
         )
-        if not float(threshold_init) >= 0:
-            raise ValueError(f"threshold_init must be >= 0, got {threshold_init}")
-        if parametrization == "normalized" and not 0 < float(step_init) <= MAX_RELATIVE_STEP:
-            raise ValueError(
-                f"step_init (relative step ρ of the normalized parametrization) must be in "
-                f"(0, {MAX_RELATIVE_STEP}], got {step_init}"
-            )
-        if not 0 < float(step_init) < math.inf:
-            raise ValueError(f"step_init (absolute step c) must be finite and > 0, got {step_init}")
+        check_number("threshold_init", threshold_init, 0.0)
+        if parametrization == "normalized":
+            what = " (the relative step ρ of the normalized parametrization)"
+            check_number("step_init", step_init, 0.0, MAX_RELATIVE_STEP, low_open=True, what=what)
+        check_number("step_init", step_init, 0.0, low_open=True, what=" (the absolute step c)")
         self.in_channels = in_channels
         self.layer_specs = specs
         self.pursuit = pursuit
@@ -209,8 +200,7 @@ class MLCSC(nn.Module):
 
     @n_iter.setter
     def n_iter(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"n_iter must be a non-negative integer, got {value!r}")
+        value = check_int("n_iter", value, 0)
         if self._method.unfolded and value > self._built_n_iter:
             raise ValueError(
                 f"pursuit {self.pursuit!r} has filters of its own in each of the "
@@ -462,8 +452,7 @@ class MLCSC(nn.Module):
         Returns:
             ``(m_i, in_channels, k_eff, k_eff)``.
         """
-        if isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= self.num_layers:
-            raise ValueError(f"layer index must be an integer in [1, {self.num_layers}], got {i!r}")
+        check_int("layer index", i, 1, self.num_layers)
         num_atoms = self.layer_specs[i - 1][0]
         weight = self.dictionaries[0].weight
         signal = torch.eye(num_atoms, dtype=weight.dtype, device=weight.device)
@@ -528,8 +517,7 @@ def _check_pursuit_options(
             )
     if init is None:
         init = "reference" if parametrization == "reference" else "unit"
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+    check_choice("init", init, INITS)
     if untied is None:
         untied = method.untied == "required"
     if not isinstance(untied, bool):

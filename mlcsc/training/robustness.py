@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlcsc.errors import ConfigError
+from mlcsc.reporting import format_table, group_rows, new_figure, save_figure, write_csv
 from mlcsc.training.checkpoint_io import load_checkpoint
 from mlcsc.training.evaluation import evaluation_data, load_classifier
 from mlcsc.training.instantiate import plain
@@ -199,68 +200,59 @@ def robustness_curves(
     return rows
 
 
+COLUMNS = ("model", "attack", "level", "accuracy", "samples")
+TITLES = {"noise": "Gaussian noise σ", "fgsm": "FGSM ε", "pgd": "PGD ε"}
+AXES = {"noise": "noise σ (pixels in [0, 1])", "fgsm": "FGSM ε", "pgd": "PGD ε"}
+
+
 def write_robustness_csv(rows: Sequence[Mapping], path) -> Path:
     """Write the rows of :func:`robustness_curves` as CSV."""
-    import csv
+    return write_csv(rows, path, COLUMNS)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["model", "attack", "level", "accuracy", "samples"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+
+def _by_attack(rows: Sequence[Mapping]) -> dict[str, dict[str, list[Mapping]]]:
+    """``{attack: {model: rows}}`` in the order noise, FGSM, PGD and of the models' first rows."""
+    grouped = group_rows(rows, ["attack", "model"])
+    return {
+        attack: {model: found for (a, model), found in grouped.items() if a == attack}
+        for attack in TITLES
+        if any(a == attack for a, _ in grouped)
+    }
 
 
 def format_robustness_table(rows: Sequence[Mapping]) -> str:
     """One table per attack: a row per model, a column per perturbation level (accuracy %)."""
-    lines = []
-    for attack in ("noise", "fgsm", "pgd"):
-        selected = [row for row in rows if row["attack"] == attack]
-        if not selected:
-            continue
-        levels = sorted({row["level"] for row in selected})
-        models = list(dict.fromkeys(row["model"] for row in selected))
-        name = {"noise": "Gaussian noise σ", "fgsm": "FGSM ε", "pgd": "PGD ε"}[attack]
-        width = max(len(m) for m in models) + 2
-        lines.append(f"{name:<{width}}" + "".join(f"{level:>9.3f}" for level in levels))
-        for model in models:
-            values = {row["level"]: row["accuracy"] for row in selected if row["model"] == model}
-            lines.append(
-                f"{model:<{width}}" + "".join(f"{100 * values[level]:>8.2f}%" for level in levels)
+    tables = []
+    for attack, models in _by_attack(rows).items():
+        levels = sorted({row["level"] for found in models.values() for row in found})
+        pivot = [
+            {"model": model, **{row["level"]: row["accuracy"] for row in found}}
+            for model, found in models.items()
+        ]
+        tables.append(
+            format_table(
+                pivot,
+                ["model", *levels],
+                formats={level: (lambda value: f"{100 * value:.2f}%") for level in levels},
+                headers={"model": TITLES[attack], **{level: f"{level:.3f}" for level in levels}},
             )
-        lines.append("")
-    return "\n".join(lines)
+        )
+    return "\n\n".join(tables) + "\n"
 
 
 def plot_robustness(rows: Sequence[Mapping], path) -> Path:
     """Accuracy versus perturbation level, one panel per attack, one line per model (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    attacks = [a for a in ("noise", "fgsm", "pgd") if any(r["attack"] == a for r in rows)]
-    figure, axes = plt.subplots(1, len(attacks), figsize=(4.5 * len(attacks), 3.6), squeeze=False)
-    for axis, attack in zip(axes[0], attacks, strict=True):
-        selected = [row for row in rows if row["attack"] == attack]
-        for model in dict.fromkeys(row["model"] for row in selected):
-            points = sorted((r["level"], r["accuracy"]) for r in selected if r["model"] == model)
+    attacks = _by_attack(rows)
+    figure, axes = new_figure(1, len(attacks), width=4.5, height=3.6)
+    for axis, (attack, models) in zip(axes[0], attacks.items(), strict=True):
+        for model, found in models.items():
+            points = sorted((row["level"], row["accuracy"]) for row in found)
             axis.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=model)
-        axis.set_xlabel(
-            {"noise": "noise σ (pixels in [0, 1])", "fgsm": "FGSM ε", "pgd": "PGD ε"}[attack]
-        )
+        axis.set_xlabel(AXES[attack])
         axis.set_ylabel("accuracy (%)")
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def run_robustness(cfg: Mapping[str, Any]) -> dict[str, Any]:

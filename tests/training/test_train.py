@@ -108,8 +108,8 @@ def test_run_killed_mid_epoch_keeps_the_last_complete_checkpoint(tmp_path):
     [
         ("model.pursuit=magic", "expected one of .*ml_fista"),
         ("model.n_iter=-1", "n_iter"),
-        ("model.layers=[[8,6,0,0]]", "stride must be >= 1"),
-        ("model.threshold_init=-0.5", "threshold_init must be >= 0"),
+        ("model.layers=[[8,6,0,0]]", "stride must be an integer >= 1"),
+        ("model.threshold_init=-0.5", "threshold_init must be a finite number >= 0"),
         ("data._target_=mlcsc.data.ImageNetDataModule", "data .*ImageNetDataModule"),
         ("+data.colour=true", "unexpected keyword argument 'colour'"),
         ("+model.depth=3", "unexpected keyword argument 'depth'"),
