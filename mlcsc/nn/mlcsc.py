@@ -9,8 +9,6 @@ so the pursuit can be trained end to end (Sulam, Aberdam, Beck & Elad 2019).
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 from collections.abc import Sequence
 
 import torch
@@ -18,46 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlcsc.checks import check_choice, check_int, check_number
-from mlcsc.dictionary import ConvDictionary
 from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.functional import THRESHOLD_MODES, conv_output_size
-from mlcsc.pursuit import PARAMETRIZATIONS, PURSUITS, LayerParameters, get_pursuit
+from mlcsc.nn.options import (
+    MAX_RELATIVE_STEP,
+    LayerSpec,
+    check_pursuit_options,
+    new_dictionary,
+    parse_layer,
+)
+from mlcsc.pursuit import PURSUITS, LayerParameters, get_pursuit
 
 __all__ = ["MLCSC", "LayerSpec"]
-
-LayerSpec = tuple[int, int, int, int]  # (num_atoms, kernel_size, stride, padding)
-
-#: largest relative step ``ρ_j`` allowed; proximal gradient is stable below 2
-MAX_RELATIVE_STEP = 1.99
-#: initialisations of the filters
-INITS = ("unit", "reference")
-
-
-def _parse_layer(index: int, spec) -> LayerSpec:
-    integral = isinstance(spec, Sequence) and not isinstance(spec, (str, bytes))
-    integral = integral and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in spec
-    )
-    if not integral:
-        raise ValueError(
-            f"layers[{index}] must be (num_atoms, kernel_size[, stride[, padding]]) integers, "
-            f"got {spec!r}"
-        )
-    values = [int(v) for v in spec]
-    if not 2 <= len(values) <= 4:
-        raise ValueError(
-            f"layers[{index}] must be (num_atoms, kernel_size[, stride[, padding]]), got {spec!r}"
-        )
-    values += [1, 0][len(values) - 2 :]
-    num_atoms, kernel_size, stride, padding = values
-    for name, value, minimum in (
-        ("num_atoms", num_atoms, 1),
-        ("kernel_size", kernel_size, 1),
-        ("stride", stride, 1),
-        ("padding", padding, 0),
-    ):
-        check_int(f"layers[{index}]: {name}", value, minimum)
-    return num_atoms, kernel_size, stride, padding
 
 
 class MLCSC(nn.Module):
@@ -133,10 +103,10 @@ class MLCSC(nn.Module):
         check_int("in_channels", in_channels, 1)
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
             raise ValueError(f"layers must be a non-empty list of layer specs, got {layers!r}")
-        specs = [_parse_layer(i, spec) for i, spec in enumerate(layers)]
+        specs = [parse_layer(i, spec) for i, spec in enumerate(layers)]
         method = get_pursuit(pursuit)
         check_choice("threshold_mode", threshold_mode, THRESHOLD_MODES)
-        parametrization, init, untied = _check_pursuit_options(
+        parametrization, init, untied = check_pursuit_options(
             method, parametrization, init, untied, step_rule
         )
         check_number("threshold_init", threshold_init, 0.0)
@@ -160,7 +130,7 @@ class MLCSC(nn.Module):
 
         def bank() -> nn.ModuleList:
             return nn.ModuleList(
-                _new_dictionary(channels[j], specs[j], init) for j in range(len(specs))
+                new_dictionary(channels[j], specs[j], init) for j in range(len(specs))
             )
 
         def biases() -> nn.ParameterList:
@@ -477,58 +447,3 @@ def available_pursuits() -> list[str]:
 def _invalidate_lipschitz(module: MLCSC, incompatible_keys) -> None:
     """After ``load_state_dict`` the stored constants may belong to other weights or sizes."""
     module._lipschitz_state = None
-
-
-def _new_dictionary(in_channels: int, spec: LayerSpec, init: str) -> ConvDictionary:
-    dictionary = ConvDictionary(in_channels, *spec)
-    if init == "reference":  # N(0, 1)·0.1/√(fan-in), as in the public code of Sulam et al.
-        fan_in = in_channels * spec[1] * spec[1]
-        with torch.no_grad():
-            dictionary.weight.normal_().mul_(0.1 / math.sqrt(fan_in))
-    return dictionary
-
-
-def _check_pursuit_options(
-    method, parametrization, init, untied, step_rule
-) -> tuple[str, str, bool]:
-    """Validate the options against what the pursuit declares, before any work."""
-    name = method.name
-    if parametrization not in PARAMETRIZATIONS:
-        raise ValueError(
-            f"unknown parametrization {parametrization!r}; expected one of "
-            f"{', '.join(PARAMETRIZATIONS)}"
-        )
-    if parametrization not in method.parametrizations:
-        raise ValueError(
-            f"pursuit {name!r} does not support parametrization {parametrization!r}; "
-            f"expected one of {', '.join(method.parametrizations)}"
-        )
-    if step_rule is not None:
-        if parametrization != "normalized":
-            raise ValueError(
-                f"step_rule applies to the normalized parametrization; the {parametrization} "
-                f"one uses absolute steps: expected step_rule=None, got {step_rule!r}"
-            )
-        if step_rule not in method.step_rules:
-            supported = ", ".join(method.step_rules) or "none (it takes no steps)"
-            raise ValueError(
-                f"pursuit {name!r} does not support step_rule {step_rule!r}; expected one of "
-                f"{supported}"
-            )
-    if init is None:
-        init = "reference" if parametrization == "reference" else "unit"
-    check_choice("init", init, INITS)
-    if untied is None:
-        untied = method.untied == "required"
-    if not isinstance(untied, bool):
-        raise ValueError(f"untied must be True, False or None, got {untied!r}")
-    if untied and method.untied == "never":
-        raise ValueError(
-            f"pursuit {name!r} cannot use untied filters (untied=True): it needs the exact "
-            f"adjoints of its dictionaries; expected untied=False or None"
-        )
-    if not untied and method.untied == "required":
-        raise ValueError(
-            f"pursuit {name!r} needs untied filters; expected untied=True or None, got False"
-        )
-    return parametrization, init, untied
