@@ -30,20 +30,9 @@ import time
 
 import torch
 from skimage.data import camera
+from sparse_coding import cpu_model  # benchmarks/ is the script's directory
 
 from mlcsc.learning import ksvd_denoise, psnr
-
-
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what platform reports."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -60,7 +60,8 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what platform reports."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -68,7 +69,7 @@ def _cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return platform.processor() or platform.machine() or "unknown"
 
 
 class Seconds(float):
@@ -268,6 +269,62 @@ def _first_reaching(trace: list[tuple[int, float]], target: float) -> int | None
     return next((iteration for iteration, value in trace if value <= target), None)
 
 
+def _fista_traces(make_dictionary, y: torch.Tensor, lam: float, cap: int, score, every: int = 1):
+    """``{dtype: (dictionary, y, trajectory)}`` of FISTA in float64 and float32, ``score``
+    evaluating the (float64) objective of codes."""
+    traces = {}
+    for dtype in (torch.float64, torch.float32):
+        dictionary, y_t = make_dictionary(dtype), y.to(dtype)
+        traces[dtype] = (
+            dictionary,
+            y_t,
+            _fista_trajectory(dictionary, y_t, lam, cap, score, every),
+        )
+    return traces
+
+
+def _best(traces) -> float:
+    return min(value for _, _, trace in traces.values() for _, value in trace)
+
+
+def _bp_row(name: str, seconds, reference, value: float, best: float, iterations) -> list[str]:
+    """A row of the BP tables: time, ratio to mlcsc float64, objective, gap to the best."""
+    ratio = _ratio(seconds, reference) if reference else "-"
+    return [name, _ms(seconds), ratio, f"{value:.6f}", f"{(value - best) / best:.1e}", iterations]
+
+
+def _fista_rows(traces, target: float, best: float, cap: int, lam: float, score, timing):
+    """The mlcsc rows of a BP table: ``fista`` timed (``timing(run) -> (seconds, codes)``) for
+    the iterations that reach ``target``; returns the rows and the float64 time."""
+    rows, reference = [], None
+    for dtype, (dictionary, y_t, trace) in traces.items():
+        name = f"mlcsc fista {str(dtype).removeprefix('torch.')}"
+        iterations = _first_reaching(trace, target)
+        if iterations is None:
+            rows.append([name, "-", "-", f"{trace[-1][1]:.6f}", "-", f"not reached in {cap}"])
+            continue
+
+        def run(dictionary=dictionary, y_t=y_t, iterations=iterations):
+            with torch.no_grad():
+                return fista(dictionary, y_t, lam, max_iter=iterations, tol=0.0)
+
+        seconds, codes = timing(run)
+        reference = reference or seconds
+        rows.append(_bp_row(name, seconds, reference, score(codes), best, str(iterations)))
+    return rows, reference
+
+
+def _bp_headers(objective: str) -> list[str]:
+    return [
+        "solver",
+        "wall time (CPU time)",
+        "wall / mlcsc f64",
+        objective,
+        "rel. gap",
+        "iterations",
+    ]
+
+
 def bp_benchmark(args, spams, notes: list[str]) -> None:
     from sklearn.decomposition import sparse_encode
 
@@ -310,63 +367,21 @@ def bp_benchmark(args, spams, notes: list[str]) -> None:
     )
 
     cap = 2000 if args.quick else 5000
-    traces, best = {}, min((value for _, value in peers.values()), default=math.inf)
-    for dtype in (torch.float64, torch.float32):
-        d_t, y_t = DenseDictionary(weight.to(dtype)), y.to(dtype)
-        traces[dtype] = (
-            d_t,
-            y_t,
-            _fista_trajectory(d_t, y_t, lam, cap, lambda c: objective(c.double().numpy())),
-        )
-        best = min(best, min(value for _, value in traces[dtype][2]))
-    target = best * (1 + TARGET)
-    rows, reference = [], None
-    for dtype, (d_t, y_t, trace) in traces.items():
-        name = f"mlcsc fista {str(dtype).removeprefix('torch.')}"
-        iterations = _first_reaching(trace, target)
-        if iterations is None:
-            rows.append([name, "-", "-", f"{trace[-1][1]:.6f}", "-", f"not reached in {cap}"])
-            continue
 
-        def run(d_t=d_t, y_t=y_t, iterations=iterations):
-            with torch.no_grad():
-                return fista(d_t, y_t, lam, max_iter=iterations, tol=0.0)
+    def score(codes: torch.Tensor) -> float:
+        return objective(codes.double().numpy())
 
-        seconds, codes = _timed(run, args.repeats)
-        value = objective(codes.double().numpy())
-        reference = reference or seconds
-        rows.append(
-            [
-                name,
-                _ms(seconds),
-                _ratio(seconds, reference),
-                f"{value:.6f}",
-                f"{(value - best) / best:.1e}",
-                str(iterations),
-            ]
-        )
+    traces = _fista_traces(lambda dtype: DenseDictionary(weight.to(dtype)), y, lam, cap, score)
+    best = min([_best(traces), *(value for _, value in peers.values())])
+    rows, reference = _fista_rows(
+        traces, best * (1 + TARGET), best, cap, lam, score, lambda run: _timed(run, args.repeats)
+    )
     for name, (seconds, value) in peers.items():
-        rows.append(
-            [
-                name,
-                _ms(seconds),
-                _ratio(seconds, reference) if reference else "-",
-                f"{value:.6f}",
-                f"{(value - best) / best:.1e}",
-                "to convergence",
-            ]
-        )
+        rows.append(_bp_row(name, seconds, reference, value, best, "to convergence"))
     _table(
         f"BP (Lasso): n={n}, m={m}, lambda={lam}, {batch} signals, mlcsc timed to within "
         f"{TARGET:g} of the best objective, median of {args.repeats}",
-        [
-            "solver",
-            "wall time (CPU time)",
-            "wall / mlcsc f64",
-            "mean objective",
-            "rel. gap",
-            "iterations",
-        ],
+        _bp_headers("mean objective"),
         rows,
     )
 
@@ -412,78 +427,28 @@ def conv_benchmark(args, sporco_cbpdn, notes: list[str]) -> None:
         sporco_trace = _sporco_masked(sporco_cbpdn, image, bank, lam, 150 if args.quick else 300)
         best = min(value for _, value in sporco_trace)
     cap, every = (400, 5) if args.quick else (800, 5)
-    traces = {}
-    for dtype in (torch.float64, torch.float32):
-        dictionary, y_t = conv_dictionary(dtype), y.to(dtype)
-        trace = _fista_trajectory(dictionary, y_t, lam, cap, objective, every)
-        traces[dtype] = (dictionary, y_t, trace)
-        best = min(best, min(value for _, value in trace))
+    traces = _fista_traces(conv_dictionary, y, lam, cap, objective, every)
+    best = min(best, _best(traces))
     target = best * (1 + TARGET)
-
-    rows, reference = [], None
-    for dtype, (dictionary, y_t, trace) in traces.items():
-        name = f"mlcsc fista {str(dtype).removeprefix('torch.')}"
-        iterations = _first_reaching(trace, target)
-        if iterations is None:
-            rows.append([name, "-", "-", f"{trace[-1][1]:.6f}", "-", f"not reached in {cap}"])
-            continue
-
-        def run(dictionary=dictionary, y_t=y_t, iterations=iterations):
-            with torch.no_grad():
-                return fista(dictionary, y_t, lam, max_iter=iterations, tol=0.0)
-
-        seconds, codes = _timed(run, max(1, args.repeats // 2), warmup=False)
-        value = objective(codes)
-        reference = reference or seconds
-        rows.append(
-            [
-                name,
-                _ms(seconds),
-                _ratio(seconds, reference),
-                f"{value:.6f}",
-                f"{(value - best) / best:.1e}",
-                str(iterations),
-            ]
-        )
+    repeats = max(1, args.repeats // 2)
+    rows, reference = _fista_rows(
+        traces, target, best, cap, lam, objective, lambda run: _timed(run, repeats, warmup=False)
+    )
     if sporco_trace is not None:
         reached = [(t, v, i + 1) for i, (t, v) in enumerate(sporco_trace) if v <= target]
         name = "SPORCO admm.cbpdn.ConvBPDNMaskDcpl"
         if reached:
             seconds, value, iterations = reached[0]
-            rows.append(
-                [
-                    name,
-                    _ms(seconds),
-                    _ratio(seconds, reference) if reference else "-",
-                    f"{value:.6f}",
-                    f"{(value - best) / best:.1e}",
-                    str(iterations),
-                ]
-            )
+            rows.append(_bp_row(name, seconds, reference, value, best, str(iterations)))
         else:
             seconds, value = sporco_trace[-1]
-            rows.append(
-                [
-                    name,
-                    f"> {_ms(seconds)}",
-                    "-",
-                    f"{value:.6f}",
-                    f"{(value - best) / best:.1e}",
-                    f"not reached in {len(sporco_trace)}",
-                ]
-            )
+            row = _bp_row(name, seconds, None, value, best, f"not reached in {len(sporco_trace)}")
+            rows.append([name, f"> {_ms(seconds)}", *row[2:]])
     _table(
         f"Convolutional BP: camera {size}×{size} (mean removed), {filters} random unit "
         f"{kernel}×{kernel} filters, lambda={lam}, time to within {TARGET:g} of the best "
         "objective",
-        [
-            "solver",
-            "wall time (CPU time)",
-            "wall / mlcsc f64",
-            "objective",
-            "rel. gap",
-            "iterations",
-        ],
+        _bp_headers("objective"),
         rows,
     )
     notes.append(
@@ -573,7 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     sporco_cbpdn = _optional("sporco.admm.cbpdn")
 
     print("Sparse coding benchmark (mlcsc vs scikit-learn, SPAMS, SPORCO)")
-    print(f"CPU: {_cpu_model()}, {os.cpu_count()} cores; {platform.platform()}")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {platform.platform()}")
     print(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, "
         f"scikit-learn {_package_version('scikit-learn')}, spams "

@@ -8,20 +8,26 @@ A dictionary ``D`` maps codes ``Γ`` to signals, ``x = DΓ``. Pursuits only need
 
 so thresholding, ISTA/FISTA and the layered and multi-layer pursuits are written once and serve
 a patch dictionary (:class:`DenseDictionary`, Sparseland), a convolutional dictionary
-(:class:`ConvDictionary`, CSC) and every layer of an ML-CSC stack.
+(:class:`ConvDictionary`, CSC) and every layer of an ML-CSC stack. Other callers use
+:meth:`~Dictionary.check_signal`, :meth:`~Dictionary.code_shape`, :meth:`~Dictionary.matrix`
+and :meth:`~Dictionary.sparsify_filters_`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
+from mlcsc.checks import check_int, check_number
 from mlcsc.functional import (
     conv_analysis,
     conv_lipschitz_bound,
     conv_output_size,
     conv_synthesis,
     largest_eigenvalue,
+    operator_matrix,
 )
 
 __all__ = ["Dictionary", "DenseDictionary", "ConvDictionary"]
@@ -34,21 +40,22 @@ def _krylov_dim(numel: int) -> int:
     return max(12, min(40, (1 << 22) // max(numel, 1)))
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 class Dictionary(nn.Module):
     """Base class: a linear operator ``D`` with its adjoint and a bound on its norm.
 
-    Subclasses hold the atoms in ``weight`` and implement :meth:`synthesize`, :meth:`analyze`,
-    :meth:`atom_norms` and :meth:`_code_shape`.
+    Subclasses hold the atoms in ``weight`` and implement :meth:`synthesize`, :meth:`analyze`
+    and :meth:`atom_norms`, and the hooks ``_code_shape(input_size)`` (shape of one code, batch
+    of 1, for signals of spatial size ``input_size``), ``_signal_shape(input_size)`` (shape of
+    one signal), ``_check_signal_shape(y, name)`` (ValueError naming ``name`` for a batch not
+    shaped like its signals) and, for atoms of their own, ``_atoms()`` / ``_set_atoms_(atoms)``
+    (the atoms as the rows of an ``(m, size)`` matrix, detached / written back in place).
+    Everything else (:meth:`check_signal`, :meth:`code_shape`, :meth:`matrix`,
+    :meth:`lipschitz`, :meth:`normalize_`, :meth:`sparsify_filters_`, …) is written once here.
     """
 
     weight: nn.Parameter
 
+    # ------------------------------------------------------------------- implemented by subclasses
     def synthesize(self, codes: Tensor, output_size: tuple[int, ...] | None = None) -> Tensor:
         """``DΓ``."""
         raise NotImplementedError
@@ -62,13 +69,28 @@ class Dictionary(nn.Module):
         raise NotImplementedError
 
     def _code_shape(self, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
-        """Shape of one code (batch of 1) for signals of spatial size ``input_size``."""
         raise NotImplementedError
+
+    def _signal_shape(self, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _check_signal_shape(self, y: Tensor, name: str) -> None:
+        raise NotImplementedError
+
+    def _atoms(self) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no atoms of its own")
+
+    def _set_atoms_(self, atoms: Tensor) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no atoms of its own")
+
+    def _probe_size(self, input_size: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None
 
     def signal_size(self, y: Tensor) -> tuple[int, ...] | None:
         """The ``output_size`` that makes :meth:`synthesize` produce signals shaped like ``y``."""
         return None
 
+    # ------------------------------------------------------------------------------ the operator
     def forward(self, codes: Tensor, output_size: tuple[int, ...] | None = None) -> Tensor:
         return self.synthesize(codes, output_size)
 
@@ -80,6 +102,77 @@ class Dictionary(nn.Module):
         """``Dᵀ(DΓ − y)``: the gradient of ``½‖y − DΓ‖²`` with respect to ``Γ``."""
         return self.analyze(self.residual(codes, y))
 
+    # ------------------------------------------------------------------------ signals and codes
+    @torch.no_grad()
+    def check_signal(self, y: object, name: str = "y") -> None:
+        """ValueError naming ``name``, its shape and what was expected unless ``y`` is a finite
+        floating-point batch of this dictionary's signals (``(B, n)`` dense, ``(B, C, H, W)``
+        convolutional and at least as large as the filters), with the weight's dtype and device.
+
+        >>> D = DenseDictionary(torch.eye(3))
+        >>> D.check_signal(torch.zeros(2, 4))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: y must have shape (B, 3) for a dictionary with ... got shape (2, 4)
+        """
+        if not isinstance(y, Tensor):
+            raise ValueError(f"{name} must be a tensor, got {type(y).__name__}")
+        self._check_signal_shape(y, name)
+        weight = self.weight
+        if not torch.is_floating_point(y):
+            raise ValueError(f"{name} must be floating point, got dtype {y.dtype}")
+        if y.dtype != weight.dtype:
+            raise ValueError(
+                f"{name} has dtype {y.dtype} but the dictionary weight has dtype {weight.dtype}; "
+                f"convert one of them"
+            )
+        if y.device != weight.device:
+            raise ValueError(
+                f"{name} is on {y.device} but the dictionary weight is on {weight.device}"
+            )
+        if not torch.isfinite(y).all():
+            raise ValueError(
+                f"{name} of shape {tuple(y.shape)} contains non-finite values (nan or inf)"
+            )
+
+    def code_shape(self, y: Tensor) -> tuple[int, ...]:
+        """Shape of the code of one signal of the batch ``y`` (that of ``D.analyze(y)[0]``),
+        computed from the shapes alone: ``(m,)`` or ``(m, H', W')``."""
+        return self._code_shape(self.signal_size(y))[1:]
+
+    def code_numel(self, y: Tensor) -> int:
+        """Number of code entries per signal of ``y``: ``m`` (dense) or ``m·H'·W'``
+        (convolutional)."""
+        return math.prod(self.code_shape(y))
+
+    @torch.no_grad()
+    def matrix(
+        self, input_size: tuple[int, ...] | None = None, *, max_entries: int | None = None
+    ) -> Tensor:
+        """The explicit ``(n, N)`` matrix (detached) of the operator on signals of spatial size
+        ``input_size`` (required for a convolutional dictionary, ignored where it is fixed).
+
+        Column ``j`` is the synthesis of the code with a single 1 at flattened position ``j``
+        (channel-major: ``c·H'·W' + h·W' + w``), row ``i`` a flattened signal entry: ``n·N``
+        entries, for OMP on small problems and for tests. ValueError when ``n·N`` exceeds
+        ``max_entries`` (a :class:`DenseDictionary` builds nothing: its matrix is the weight).
+        """
+        code_shape = self._code_shape(input_size)[1:]
+        signal_shape = self._signal_shape(input_size)
+        n, n_codes = math.prod(signal_shape), math.prod(code_shape)
+        if max_entries is not None and n * n_codes > max_entries:
+            raise ValueError(
+                f"the explicit n × N matrix of a {type(self).__name__} for signals of shape "
+                f"{signal_shape} has {n} × {n_codes} = {n * n_codes:,} entries, above the limit "
+                f"of {max_entries:,}: use smaller signals (images or patches)"
+            )
+        return self._build_matrix(input_size, signal_shape, code_shape)
+
+    def _build_matrix(self, input_size, signal_shape, code_shape) -> Tensor:
+        probe = self._probe_size(input_size)  # column j: the synthesis of the unit code j
+        return operator_matrix(lambda codes: self.synthesize(codes, probe), code_shape, self.weight)
+
+    # ------------------------------------------------------------------------------- the norm
     @torch.no_grad()
     def lipschitz(
         self,
@@ -127,19 +220,43 @@ class Dictionary(nn.Module):
         self._power_vector = vector.detach()
         return value.detach()
 
-    def _probe_size(self, input_size: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        return None
-
+    # ------------------------------------------------------------------------------- the atoms
     @torch.no_grad()
     def normalize_(self, eps: float = 1e-12) -> Dictionary:
         """Rescale every atom to unit ℓ2 norm, in place. All-zero atoms are left at zero."""
         norms = self.atom_norms()
         scale = torch.where(norms > eps, 1.0 / norms.clamp_min(eps), torch.zeros_like(norms))
-        self._scale_atoms_(scale)
+        self._set_atoms_(self._atoms() * scale.unsqueeze(1))
         return self
 
-    def _scale_atoms_(self, scale: Tensor) -> None:
-        raise NotImplementedError
+    @torch.no_grad()
+    def sparsify_filters_(self, density: float) -> Dictionary:
+        """Keep the largest ``density`` fraction of every atom's weights, zero the rest, in place.
+
+        Each atom keeps ``max(1, round(density·size))`` entries of largest magnitude and is
+        then rescaled to unit ℓ2 norm. Sparse filters keep the intermediate codes of an ML-CSC
+        model sparse (Sulam, Papyan, Romano & Elad 2018, IEEE TSP).
+
+        Args:
+            density: fraction ``0 < density ≤ 1`` of the weights to keep per atom.
+
+        Returns:
+            The dictionary itself.
+
+        >>> D = DenseDictionary(torch.tensor([[3.0, 1.0], [4.0, -2.0]]))
+        >>> D.sparsify_filters_(0.5).weight.detach()
+        tensor([[ 0.,  0.],
+                [ 1., -1.]])
+        """
+        density = check_number("density", density, 0.0, 1.0, low_open=True)
+        atoms = self._atoms()  # (m, size)
+        keep = max(1, round(density * atoms.shape[1]))
+        kept = atoms.abs().topk(keep, dim=1).indices
+        mask = torch.zeros_like(atoms, dtype=torch.bool).scatter_(1, kept, True)
+        sparse = torch.where(mask, atoms, torch.zeros((), dtype=atoms.dtype, device=atoms.device))
+        norms = sparse.norm(dim=1, keepdim=True)
+        self._set_atoms_(torch.where(norms > 0, sparse / norms.clamp_min(1e-30), sparse))
+        return self
 
     def mutual_coherence(self) -> Tensor:
         """``μ(D)``: the largest normalised inner product of two distinct atoms (for a
@@ -158,6 +275,12 @@ class DenseDictionary(Dictionary):
 
     Shape:
         synthesize: ``(B, m)`` → ``(B, n)``; analyze: ``(B, n)`` → ``(B, m)``.
+
+    >>> D = DenseDictionary(torch.randn(8, 20))
+    >>> D.synthesize(torch.zeros(5, 20)).shape, D.analyze(torch.zeros(5, 8)).shape
+    (torch.Size([5, 8]), torch.Size([5, 20]))
+    >>> D.code_shape(torch.zeros(5, 8)), D.matrix().shape
+    ((20,), torch.Size([8, 20]))
     """
 
     def __init__(self, weight: Tensor):
@@ -188,11 +311,29 @@ class DenseDictionary(Dictionary):
     def atom_norms(self) -> Tensor:
         return self.weight.norm(dim=0)
 
-    def _scale_atoms_(self, scale: Tensor) -> None:
-        self.weight.mul_(scale.view(1, -1))
+    def _atoms(self) -> Tensor:
+        return self.weight.detach().T
+
+    def _set_atoms_(self, atoms: Tensor) -> None:
+        self.weight.copy_(atoms.T)
 
     def _code_shape(self, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
         return (1, self.num_atoms)
+
+    def _signal_shape(self, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
+        return (self.signal_dim,)
+
+    def _check_signal_shape(self, y: Tensor, name: str) -> None:
+        n = self.signal_dim
+        if y.ndim != 2 or y.shape[1] != n:
+            raise _shape_error(name, f"(B, {n})", f"signal dimension {n}", y)
+
+    @torch.no_grad()
+    def matrix(
+        self, input_size: tuple[int, ...] | None = None, *, max_entries: int | None = None
+    ) -> Tensor:
+        """The weight itself (detached, not copied); see :meth:`Dictionary.matrix`."""
+        return self.weight.detach()
 
     @torch.no_grad()
     def lipschitz(self, input_size=None, n_iter: int = 100, tol: float = 1e-7, warm_start=True):
@@ -225,6 +366,13 @@ class ConvDictionary(Dictionary):
     Shape:
         synthesize: ``(B, m, H', W')`` → ``(B, c, H, W)``; analyze: ``(B, c, H, W)`` →
         ``(B, m, H', W')`` with ``H' = ⌊(H + 2p − k)/s⌋ + 1``.
+
+    >>> D = ConvDictionary(in_channels=3, num_atoms=16, kernel_size=5, stride=2)
+    >>> x = torch.zeros(4, 3, 28, 28)
+    >>> D.analyze(x).shape, D.code_shape(x), D.code_numel(x)
+    (torch.Size([4, 16, 12, 12]), (16, 12, 12), 2304)
+    >>> D.synthesize(D.analyze(x), (28, 28)).shape
+    torch.Size([4, 3, 28, 28])
     """
 
     def __init__(
@@ -236,11 +384,11 @@ class ConvDictionary(Dictionary):
         padding: int = 0,
     ):
         super().__init__()
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.num_atoms = _check_int("num_atoms", num_atoms, 1)
-        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
-        self.stride = _check_int("stride", stride, 1)
-        self.padding = _check_int("padding", padding, 0)
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.num_atoms = check_int("num_atoms", num_atoms, 1)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.stride = check_int("stride", stride, 1)
+        self.padding = check_int("padding", padding, 0)
         weight = torch.randn(num_atoms, in_channels, kernel_size, kernel_size)
         weight /= weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
         self.weight = nn.Parameter(weight)
@@ -259,8 +407,11 @@ class ConvDictionary(Dictionary):
     def atom_norms(self) -> Tensor:
         return self.weight.flatten(1).norm(dim=1)
 
-    def _scale_atoms_(self, scale: Tensor) -> None:
-        self.weight.mul_(scale.view(-1, 1, 1, 1))
+    def _atoms(self) -> Tensor:
+        return self.weight.detach().flatten(1)
+
+    def _set_atoms_(self, atoms: Tensor) -> None:
+        self.weight.copy_(atoms.view_as(self.weight))
 
     def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """Spatial size of the code for a signal of spatial size ``input_size``."""
@@ -312,8 +463,35 @@ class ConvDictionary(Dictionary):
             )
         return (1, self.num_atoms, *size)
 
+    def _signal_shape(self, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
+        if input_size is None:
+            raise ValueError("a convolutional dictionary's operator needs the signal size")
+        return (self.in_channels, *(int(n) for n in input_size))
+
+    def _check_signal_shape(self, y: Tensor, name: str) -> None:
+        c = self.in_channels
+        if y.ndim != 4 or y.shape[1] != c:
+            raise _shape_error(name, f"(B, {c}, H, W)", f"in_channels={c}", y)
+        if min(self.output_size((y.shape[-2], y.shape[-1]))) < 1:
+            k, p = self.kernel_size, self.padding
+            raise ValueError(
+                f"{name} of shape {tuple(y.shape)} is smaller than the {k}×{k} filters with "
+                f"padding {p}"
+            )
+
+    def _build_matrix(self, input_size, signal_shape, code_shape) -> Tensor:
+        # row i: the analysis of the unit signal i (fewer than the unit codes)
+        return operator_matrix(self.analyze, signal_shape, self.weight).T
+
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, num_atoms={self.num_atoms}, "
             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
         )
+
+
+def _shape_error(name: str, expected: str, reason: str, y: Tensor) -> ValueError:
+    return ValueError(
+        f"{name} must have shape {expected} for a dictionary with {reason}, "
+        f"got shape {tuple(y.shape)}"
+    )

@@ -30,6 +30,14 @@ class EffectiveDictionary(Dictionary):
 
     Shape:
         synthesize: ``(B, m_K, H_K, W_K)`` → ``(B, C, H, W)``; analyze: the reverse.
+
+    >>> from mlcsc import ConvDictionary
+    >>> stack = [ConvDictionary(1, 4, 3), ConvDictionary(4, 8, 3, stride=2)]
+    >>> D = EffectiveDictionary(stack, [(9, 9), (7, 7)])
+    >>> D.code_size(), D.synthesize(torch.zeros(2, 8, 3, 3)).shape
+    ((3, 3), torch.Size([2, 1, 9, 9]))
+    >>> D.matrix().shape  # (1·9·9, 8·3·3)
+    torch.Size([81, 72])
     """
 
     def __init__(self, dictionaries: Sequence[Dictionary], sizes: Sequence):
@@ -84,28 +92,21 @@ class EffectiveDictionary(Dictionary):
             units[index, index, 0, 0] = 1
         return self.synthesize(units).flatten(1).norm(dim=1)
 
-    @torch.no_grad()
-    def matrix(self, chunk: int = 4096) -> Tensor:
-        """The explicit ``(n, N)`` matrix: column ``i`` is the synthesis of the ``i``-th unit
-        deepest code (flattened channel-major), row ``i`` a flattened signal entry. For tests
-        and small stacks: it has ``n·N`` entries."""
-        shape = self._code_shape(None)[1:]
-        count = 1
-        for n in shape:
-            count *= n
-        columns = []
-        for start in range(0, count, chunk):
-            stop = min(start + chunk, count)
-            units = torch.zeros(
-                stop - start, count, dtype=self.weight.dtype, device=self.weight.device
-            )
-            units[torch.arange(stop - start), torch.arange(start, stop)] = 1
-            columns.append(self.synthesize(units.view(-1, *shape)).flatten(1))
-        return torch.cat(columns).T
-
     def _code_shape(self, input_size) -> tuple[int, ...]:
         size = self.code_size()
         return (1, self.num_atoms, *(size if size is not None else ()))
+
+    def _signal_shape(self, input_size) -> tuple[int, ...]:
+        return self.dictionaries[0]._signal_shape(self.sizes[0])
+
+    def _check_signal_shape(self, y: Tensor, name: str) -> None:
+        self.dictionaries[0]._check_signal_shape(y, name)
+        size = self.sizes[0]
+        if size is not None and tuple(y.shape[-2:]) != size:
+            raise ValueError(
+                f"{name} must have the spatial size {size} of the effective dictionary, got "
+                f"shape {tuple(y.shape)}"
+            )
 
     def extra_repr(self) -> str:
         return f"layers={len(self.dictionaries)}, sizes={self.sizes}"

@@ -21,10 +21,10 @@ from mlcsc.learning import (
     patch_counts,
     psnr,
 )
-from mlcsc.learning.dictionary_learning import (
-    _ksvd_update_approximate,
-    _ksvd_update_exact,
-    _mod_update,
+from mlcsc.learning.dictionary_updates import (
+    ksvd_update_approximate,
+    ksvd_update_exact,
+    mod_update,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -54,6 +54,12 @@ def rmse(Y, codes, weight):
 
 # ----------------------------------------------------------------------------- K-SVD and MOD
 
+EVERY_LEARNER = pytest.mark.parametrize(
+    ("learner", "options"),
+    [(ksvd, {}), (ksvd, {"approximate": True}), (mod, {})],
+    ids=["ksvd", "approximate-ksvd", "mod"],
+)
+
 
 def test_exact_ksvd_recovers_most_planted_atoms():
     # 20 × 50 dictionary, 1,500 signals of 3 atoms each, 80 iterations as in Aharon et al. 2006
@@ -63,11 +69,7 @@ def test_exact_ksvd_recovers_most_planted_atoms():
     assert result.errors[-1] < 0.4 * result.errors[0]
 
 
-@pytest.mark.parametrize(
-    ("learner", "options"),
-    [(ksvd, {}), (ksvd, {"approximate": True}), (mod, {})],
-    ids=["ksvd", "approximate-ksvd", "mod"],
-)
+@EVERY_LEARNER
 def test_error_never_increases_with_monotone_coding_and_no_replacement(learner, options):
     _, Y = planted(seed=1)
     result = learner(
@@ -79,11 +81,7 @@ def test_error_never_increases_with_monotone_coding_and_no_replacement(learner, 
     assert errors[-1] < 0.7 * errors[0]
 
 
-@pytest.mark.parametrize(
-    ("learner", "options"),
-    [(ksvd, {}), (ksvd, {"approximate": True}), (mod, {})],
-    ids=["ksvd", "approximate-ksvd", "mod"],
-)
+@EVERY_LEARNER
 def test_plain_learners_reduce_the_error(learner, options):
     _, Y = planted(seed=2)
     result = learner(
@@ -128,7 +126,7 @@ def test_ksvd_sweep_matches_a_plain_reference_and_lowers_the_error(approximate):
     codes = torch.randn(count, m, generator=generator, dtype=torch.float64)
     codes *= torch.rand(count, m, generator=generator) < 0.1  # random supports
     codes[:, 5] = 0  # an unused atom stays as it is
-    update = _ksvd_update_approximate if approximate else _ksvd_update_exact
+    update = ksvd_update_approximate if approximate else ksvd_update_exact
     D_new, codes_new = update(Y, D, codes)
     D_ref, codes_ref = _reference_ksvd_sweep(Y, D, codes, approximate)
     torch.testing.assert_close(D_new, D_ref, rtol=1e-9, atol=1e-9)
@@ -139,14 +137,14 @@ def test_ksvd_sweep_matches_a_plain_reference_and_lowers_the_error(approximate):
     torch.testing.assert_close(D_new.norm(dim=0), torch.ones(m, dtype=torch.float64))
 
 
-def test_mod_update_is_the_least_squares_dictionary_with_unit_atoms():
+def testmod_update_is_the_least_squares_dictionary_with_unit_atoms():
     generator = torch.Generator().manual_seed(4)
     n, m, count = 11, 17, 300
     Y = torch.randn(count, n, generator=generator, dtype=torch.float64)
     D = torch.randn(n, m, generator=generator, dtype=torch.float64)
     codes = torch.randn(count, m, generator=generator, dtype=torch.float64)
     codes *= torch.rand(count, m, generator=generator) < 0.3
-    D_new, codes_new = _mod_update(Y, D, codes, regularization=0.0)
+    D_new, codes_new = mod_update(Y, D, codes, regularization=0.0)
     least_squares = np.linalg.lstsq(codes.numpy(), Y.numpy(), rcond=None)[0].T  # (n, m)
     expected = least_squares / np.linalg.norm(least_squares, axis=0)
     torch.testing.assert_close(D_new, torch.from_numpy(expected), rtol=1e-6, atol=1e-8)

@@ -17,7 +17,7 @@ from mlcsc.theory import mutual_coherence
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 # the module (the package attribute ``mlcsc.pursuit.omp`` is the function)
-omp_module = importlib.import_module("mlcsc.pursuit.omp")
+kernel = importlib.import_module("mlcsc.pursuit.batch_omp")  # the Batch-OMP internals
 
 
 def _unit_dense(n: int, m: int, seed: int, dtype=torch.float64) -> DenseDictionary:
@@ -78,7 +78,7 @@ def test_omp_equals_sklearn_with_k_atoms(k):
 def test_omp_equals_sklearn_with_many_atoms(monkeypatch, stored_gram):
     """Beyond 1,024 atoms the selection runs unpacked (plain max with the runner-up test)."""
     if not stored_gram:
-        monkeypatch.setattr(omp_module, "_MAX_GRAM_ENTRIES", 0)
+        monkeypatch.setattr(kernel, "_MAX_GRAM_ENTRIES", 0)
     dictionary = _unit_dense(24, 1500, seed=41)
     y = _signals(10, 24, seed=42)
     codes = omp(dictionary, y, k=5)
@@ -127,7 +127,7 @@ def test_batch_split_into_chunks_gives_the_same_codes(monkeypatch):
     dictionary = _unit_dense(30, 60, seed=13)
     y = _signals(50, 30, seed=14)
     whole = omp(dictionary, y, k=4, tol=1.0)
-    monkeypatch.setattr(omp_module, "_CHUNK_ENTRIES", 60 * 7)  # chunks of 7 signals
+    monkeypatch.setattr(kernel, "_CHUNK_ENTRIES", 60 * 7)  # chunks of 7 signals
     chunked = omp(dictionary, y, k=4, tol=1.0)
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-13)
 
@@ -136,7 +136,7 @@ def test_gram_rows_computed_on_the_fly_give_the_same_codes(monkeypatch):
     dictionary = _unit_dense(30, 60, seed=15)
     y = _signals(20, 30, seed=16)
     stored = omp(dictionary, y, k=6)
-    monkeypatch.setattr(omp_module, "_MAX_GRAM_ENTRIES", 0)  # the path for large conv matrices
+    monkeypatch.setattr(kernel, "_MAX_GRAM_ENTRIES", 0)  # the path for large conv matrices
     computed = omp(dictionary, y, k=6)
     assert torch.equal(stored != 0, computed != 0)
     torch.testing.assert_close(computed, stored, rtol=0, atol=1e-12)
@@ -310,7 +310,7 @@ def test_selector_finds_the_largest_magnitude_or_flags_the_row(n_atoms):
     if n_atoms > 3:
         alpha[1, 1], alpha[1, 3] = -5.0, 5.0  # a negative and a positive entry tie
         alpha[2, 0], alpha[2, 2] = 7.0, -7.0 * (1 + 2e-7)  # within float32's last bits
-    select = omp_module._Selector(n_atoms, alpha.device)
+    select = kernel._Selector(n_atoms, alpha.device)
     expected_best, expected_index = alpha.abs().max(dim=1)
     top2 = alpha.abs().topk(min(2, n_atoms), dim=1).values
     margin = torch.full((40,), 0.01)

@@ -157,7 +157,7 @@ def test_convolutional_fista_with_nonneg_gives_nonnegative_codes():
 def test_negative_or_non_finite_lambda_is_rejected(solver):
     dictionary = _unit_dense(7, 11, seed=7)
     y = torch.randn(2, 7, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"lam must be finite and non-negative, got -0.1"):
+    with pytest.raises(ValueError, match=r"lam must be a finite number >= 0, got -0.1"):
         solver(dictionary, y, -0.1)
     with pytest.raises(ValueError, match="lam"):
         solver(dictionary, y, float("inf"))

@@ -199,5 +199,5 @@ def test_sparsify_filters_keeps_the_largest_weights_of_every_atom():
     sparsify_filters_(dense, 0.01)  # at least one entry per atom survives
     assert ((dense.weight != 0).sum(dim=0) == 1).all()
     for bad in (0, 1.5, -0.1, float("nan")):
-        with pytest.raises(ValueError, match=r"density must be in \(0, 1\]"):
+        with pytest.raises(ValueError, match=r"density must be a finite number in \(0, 1\]"):
             sparsify_filters_(dictionary, bad)

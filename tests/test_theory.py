@@ -363,7 +363,7 @@ def test_l2_inf_norm_is_differentiable():
 
 
 def test_norm_errors():
-    with pytest.raises(ValueError, match="mode must be one of stripe, patch, got 'row'"):
+    with pytest.raises(ValueError, match="mode must be one of stripe, patch; got 'row'"):
         l0_inf_norm(torch.zeros(1, 1, 4, 4), 3, mode="row")
     with pytest.raises(ValueError, match=r"codes must have shape \(B, C, N\) or \(B, C, H, W\)"):
         l0_inf_norm(torch.zeros(4, 4), 3)
@@ -371,5 +371,5 @@ def test_norm_errors():
         l0_inf_norm(torch.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match="patch_size must be an integer >= 1"):
         l2_inf_norm(torch.zeros(1, 1, 4, 4), 2.5)
-    with pytest.raises(ValueError, match="tol must be >= 0"):
+    with pytest.raises(ValueError, match="tol must be a number >= 0"):
         l0_inf_norm(torch.zeros(1, 1, 4, 4), 3, tol=-1)

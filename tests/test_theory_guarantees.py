@@ -156,7 +156,7 @@ def test_noisy_bp_bound_and_error_formula():
     assert measured.error_bound == pytest.approx(expected)
     with pytest.raises(ValueError, match="tolerance .* must be >= the noise level"):
         noisy_bp_guarantee(weight, codes[:2], 0.5, tolerance=0.1)
-    with pytest.raises(ValueError, match="noise must be a finite level >= 0, got -0.1"):
+    with pytest.raises(ValueError, match="noise must be a finite number >= 0, got -0.1"):
         noisy_bp_guarantee(weight, codes[:2], -0.1)
 
 

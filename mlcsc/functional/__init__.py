@@ -1,5 +1,5 @@
 """Stateless operators: thresholds, largest eigenvalues (power iteration, Lanczos), certified
-norm bounds and convolutional synthesis and analysis."""
+norm bounds, convolutional synthesis and analysis, and the explicit matrix of a linear map."""
 
 from mlcsc.functional.conv import (
     conv_analysis,
@@ -7,6 +7,7 @@ from mlcsc.functional.conv import (
     conv_synthesis,
     conv_transpose_output_size,
 )
+from mlcsc.functional.linear import operator_matrix
 from mlcsc.functional.power_iteration import largest_eigenvalue, power_iteration
 from mlcsc.functional.spectral import conv_lipschitz_bound, polyphase_filters
 from mlcsc.functional.thresholds import (
@@ -27,6 +28,7 @@ __all__ = [
     "conv_transpose_output_size",
     "hard_threshold",
     "largest_eigenvalue",
+    "operator_matrix",
     "polyphase_filters",
     "power_iteration",
     "soft_nonneg_threshold",

@@ -16,7 +16,11 @@ __all__ = ["conv_analysis", "conv_synthesis", "conv_output_size", "conv_transpos
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
-    """Spatial size of ``Dᵀx`` (the code) for a signal of spatial size ``size``."""
+    """Spatial size of ``Dᵀx`` (the code) for a signal of spatial size ``size``.
+
+    >>> conv_output_size(28, kernel_size=5, stride=2), conv_transpose_output_size(12, 5, 2)
+    (12, 27)
+    """
     return (size + 2 * padding - kernel_size) // stride + 1
 
 

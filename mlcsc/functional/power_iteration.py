@@ -17,15 +17,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_int
+
 __all__ = ["largest_eigenvalue", "power_iteration"]
+
+#: a linear operator ``v ↦ Av`` on tensors
+Operator = Callable[[Tensor], Tensor]
 
 
 @torch.no_grad()
 def power_iteration(
-    operator: Callable[[Tensor], Tensor],
-    x0: Tensor,
-    n_iter: int = 50,
-    tol: float = 1e-6,
+    operator: Operator, x0: Tensor, n_iter: int = 50, tol: float = 1e-6
 ) -> tuple[Tensor, Tensor]:
     """Estimate ``λ_max`` of a symmetric positive semi-definite ``operator``.
 
@@ -41,9 +43,12 @@ def power_iteration(
 
     Returns:
         ``(eigenvalue, vector)``: a 0-d tensor and a unit-norm tensor shaped like ``x0``.
+
+    >>> value, vector = power_iteration(lambda v: torch.tensor([3.0, 1.0]) * v, torch.ones(2))
+    >>> round(float(value), 4), vector.abs().argmax().item()
+    (3.0, 0)
     """
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
+    check_int("n_iter", n_iter, 1)
     v = x0 / x0.norm().clamp_min(torch.finfo(x0.dtype).tiny)
     estimate = torch.zeros((), dtype=x0.dtype, device=x0.device)
     for _ in range(n_iter):
@@ -62,11 +67,7 @@ def power_iteration(
 
 @torch.no_grad()
 def largest_eigenvalue(
-    operator: Callable[[Tensor], Tensor],
-    x0: Tensor,
-    n_iter: int = 100,
-    tol: float = 1e-7,
-    krylov_dim: int = 40,
+    operator: Operator, x0: Tensor, n_iter: int = 100, tol: float = 1e-7, krylov_dim: int = 40
 ) -> tuple[Tensor, Tensor]:
     """``λ_max`` and its eigenvector for a self-adjoint positive semi-definite ``operator``.
 
@@ -108,11 +109,14 @@ def largest_eigenvalue(
 
     Raises:
         ValueError: for ``n_iter < 1``, ``krylov_dim < 2`` or a zero or non-finite ``x0``.
+
+    >>> A = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
+    >>> value, vector = largest_eigenvalue(lambda v: A @ v, torch.ones(100, dtype=torch.float64))
+    >>> round(float(value), 6), int(vector.abs().argmax())
+    (100.0, 99)
     """
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
-    if krylov_dim < 2:
-        raise ValueError(f"krylov_dim must be at least 2, got {krylov_dim}")
+    check_int("n_iter", n_iter, 1)
+    check_int("krylov_dim", krylov_dim, 2)
     shape, dtype, device = x0.shape, x0.dtype, x0.device
     x = x0.reshape(-1)
     norm = x.norm()

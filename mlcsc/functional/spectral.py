@@ -64,6 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.checks import check_int, check_number
+
 __all__ = ["conv_lipschitz_bound", "polyphase_filters"]
 
 # relative margin that covers the float64 rounding of the Gram matrices and the factorisations
@@ -91,8 +93,7 @@ def polyphase_filters(weight: Tensor, stride: int = 1) -> Tensor:
     """
     if weight.ndim != 4:
         raise ValueError(f"weight must have shape (m, c, k, k), got {tuple(weight.shape)}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    stride = check_int("stride", stride, 1)
     m, c, k1, k2 = weight.shape
     taps1, taps2 = -(-k1 // stride), -(-k2 // stride)
     padded = F.pad(weight, (0, taps2 * stride - k2, 0, taps1 * stride - k1))
@@ -138,8 +139,7 @@ def conv_lipschitz_bound(
     Shape:
         weight: ``(m, c, k₁, k₂)`` → ``()``.
     """
-    if not rtol > 0:
-        raise ValueError(f"rtol must be positive, got {rtol!r}")
+    check_number("rtol", rtol, 0.0, low_open=True, allow_inf=True)
     if not torch.is_floating_point(weight):
         raise ValueError(f"weight must be a floating-point tensor, got {weight.dtype}")
     w = weight.detach().to(torch.float64)

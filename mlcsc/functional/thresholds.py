@@ -51,13 +51,20 @@ def hard_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
 
     Shape:
         z: ``(B, C, ...)`` or any shape for a scalar β; output has the shape of ``z``.
+
+    >>> hard_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
+    tensor([-2.,  0.,  2.])
     """
     beta = _per_channel(beta, z)
     return z * (z.abs() > beta).to(z.dtype)
 
 
 def soft_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
-    """Soft thresholding ``sign(z) · max(|z| − β, 0)``, the proximal map of ``β‖·‖₁``."""
+    """Soft thresholding ``sign(z) · max(|z| − β, 0)``, the proximal map of ``β‖·‖₁``.
+
+    >>> soft_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
+    tensor([-1.,  0.,  1.])
+    """
     beta = _per_channel(beta, z)
     return torch.sign(z) * torch.relu(z.abs() - beta)
 
@@ -67,6 +74,9 @@ def soft_nonneg_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
 
     This is the CNN activation with bias ``−β``: layered soft-nonnegative thresholding of
     ``Dᵀx`` is exactly a convolutional forward pass (Papyan, Romano & Elad 2017).
+
+    >>> soft_nonneg_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
+    tensor([0., 0., 1.])
     """
     beta = _per_channel(beta, z)
     return torch.relu(z - beta)
@@ -80,7 +90,14 @@ _OPERATORS = {
 
 
 def threshold(z: Tensor, beta: Tensor | float, mode: str = "soft_nonneg") -> Tensor:
-    """Apply the thresholding operator named by ``mode`` (one of :data:`THRESHOLD_MODES`)."""
+    """Apply the thresholding operator named by ``mode`` (one of :data:`THRESHOLD_MODES`).
+
+    A ``(C,)`` threshold holds one value per channel (dimension 1):
+
+    >>> threshold(torch.full((1, 2, 1), 3.0), torch.tensor([1.0, 2.0]), mode="soft")
+    tensor([[[2.],
+             [1.]]])
+    """
     try:
         operator = _OPERATORS[mode]
     except KeyError:
@@ -95,5 +112,8 @@ def weighted_l1(codes: Tensor, weight: Tensor | float) -> Tensor:
 
     Shape:
         codes ``(B, C, ...)``, weight scalar or ``(C,)`` → ``(B,)``.
+
+    >>> weighted_l1(torch.tensor([[1.0, -2.0]]), torch.tensor([1.0, 0.5]))
+    tensor([2.])
     """
     return (codes.abs() * _per_channel(weight, codes)).flatten(1).sum(1)

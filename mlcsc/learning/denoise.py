@@ -30,15 +30,17 @@ subset of the patches (40,000 by default) to bound the cost of each iteration; O
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_int, check_number
 from mlcsc.dictionary import DenseDictionary
-from mlcsc.learning.dictionary_learning import SparseCoder, ksvd, progress_bar
+from mlcsc.learning.dictionary_learning import SparseCoder, ksvd
+from mlcsc.learning.dictionary_updates import generator_device, init_weight
 from mlcsc.learning.patches import extract_patches, fold_patches, patch_counts
+from mlcsc.learning.progress import progress_bar
 
 __all__ = ["DenoisingResult", "ksvd_denoise", "overcomplete_dct", "psnr"]
 
@@ -92,10 +94,13 @@ def overcomplete_dct(
 
     Shape:
         - output: ``(p·p, m)``.
+
+    >>> D = overcomplete_dct(8, 256, dtype=torch.float64)
+    >>> D.shape, torch.allclose(D.norm(dim=0), torch.ones(256, dtype=torch.float64))
+    (torch.Size([64, 256]), True)
     """
-    for name, value in (("patch_size", patch_size), ("num_atoms", num_atoms)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int("patch_size", patch_size, 1)
+    check_int("num_atoms", num_atoms, 1)
     dtype = dtype or torch.get_default_dtype()
     K = math.isqrt(num_atoms - 1) + 1  # ⌈√m⌉
     t = torch.arange(patch_size, dtype=torch.float64).unsqueeze(1) + 0.5  # (p, 1)
@@ -117,6 +122,9 @@ def psnr(estimate: Tensor, reference: Tensor, data_range: float = 255.0) -> floa
 
     Shape:
         - estimate, reference: the same shape (any).
+
+    >>> round(psnr(torch.full((4,), 0.1), torch.full((4,), 0.2), data_range=1.0), 6)
+    20.0
     """
     if not isinstance(estimate, Tensor) or not isinstance(reference, Tensor):
         raise ValueError("estimate and reference must be tensors")
@@ -201,24 +209,22 @@ def ksvd_denoise(
         - output: same as ``noisy``.
     """
     _check_image(noisy)
-    sigma = _check_positive("sigma", sigma, allow_zero=True)
-    gain = _check_positive("gain", gain)
-    data_range = _check_positive("data_range", data_range)
-    patch_size = _check_count("patch_size", patch_size)
+    sigma = check_number("sigma", sigma, 0.0)
+    gain = check_number("gain", gain, 0.0, low_open=True)
+    data_range = check_number("data_range", data_range, 0.0, low_open=True)
+    patch_size = check_int("patch_size", patch_size, 1)
     n = patch_size * patch_size
-    num_atoms = _check_count("num_atoms", num_atoms)
+    num_atoms = check_int("num_atoms", num_atoms, 1)
     if max_atoms is None:
         max_atoms = max(1, min(n // 2, num_atoms))
-    elif _check_count("max_atoms", max_atoms) > min(n, num_atoms):
-        raise ValueError(
-            f"max_atoms must be at most min(patch_size², num_atoms) = {min(n, num_atoms)}, "
-            f"got {max_atoms}"
-        )
-    chunk_size = _check_count("chunk_size", chunk_size)
+    else:
+        what = f" (min(patch_size², num_atoms) = {min(n, num_atoms)})"
+        max_atoms = check_int("max_atoms", max_atoms, 1, min(n, num_atoms), what)
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     if max_train_patches is not None:
-        max_train_patches = _check_count("max_train_patches", max_train_patches)
+        max_train_patches = check_int("max_train_patches", max_train_patches, 1)
     if lam is not None:
-        lam = _check_positive("lam", lam, allow_zero=True)
+        lam = check_number("lam", lam, 0.0)
     patches = extract_patches(noisy, patch_size, stride)  # (N, n); checks patch_size, stride
     D0 = _initial(init, patch_size, num_atoms, noisy)
     if sigma == 0:  # nothing to remove: λ = ∞ keeps the noisy image
@@ -236,8 +242,8 @@ def ksvd_denoise(
     if n_iter > 0:
         train = centred
         if max_train_patches is not None and centred.shape[0] > max_train_patches:
-            gen_device = generator.device if generator is not None else torch.device("cpu")
-            pick = torch.randperm(centred.shape[0], generator=generator, device=gen_device)
+            device = generator_device(generator)
+            pick = torch.randperm(centred.shape[0], generator=generator, device=device)
             train = centred[pick[:max_train_patches].to(centred.device)]
         learned = ksvd(
             train, num_atoms, max_atoms, tol=tolerance, n_iter=n_iter, init=D0,
@@ -273,14 +279,8 @@ def _initial(
     """The starting dictionary: ``init`` (checked by K-SVD) or the overcomplete DCT."""
     if init is None:
         return overcomplete_dct(patch_size, num_atoms, dtype=like.dtype, device=like.device)
-    weight = init.weight if isinstance(init, DenseDictionary) else init
-    n = patch_size * patch_size
-    if not isinstance(weight, Tensor) or tuple(weight.shape) != (n, num_atoms):
-        shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise ValueError(
-            f"init must be a (patch_size², num_atoms) = {(n, num_atoms)} matrix, got {shape}"
-        )
-    return weight.detach().to(dtype=like.dtype, device=like.device)
+    weight = init_weight(init, (patch_size * patch_size, num_atoms), "a (patch_size², num_atoms)")
+    return weight.to(dtype=like.dtype, device=like.device)
 
 
 def _check_image(noisy: object) -> None:
@@ -295,24 +295,3 @@ def _check_image(noisy: object) -> None:
         raise ValueError(f"noisy must be float32 or float64, got dtype {noisy.dtype}")
     if not torch.isfinite(noisy).all():
         raise ValueError("noisy contains non-finite values (nan or inf)")
-
-
-def _check_positive(name: str, value: object, allow_zero: bool = False) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = float(value)
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.checks import check_int
+
 __all__ = ["extract_patches", "fold_patches", "patch_counts", "combine_patches", "num_patches"]
 
 
@@ -48,6 +50,13 @@ def extract_patches(image: Tensor, patch_size: int, stride: int = 1) -> Tensor:
     Shape:
         - image: ``(H, W)`` or ``(C, H, W)``.
         - output: ``(N, C·p·p)``.
+
+    >>> image = torch.arange(20.0).view(4, 5)
+    >>> extract_patches(image, 3, stride=2)  # positions (0, 0), (0, 2), (1, 0), (1, 2)
+    tensor([[ 0.,  1.,  2.,  5.,  6.,  7., 10., 11., 12.],
+            [ 2.,  3.,  4.,  7.,  8.,  9., 12., 13., 14.],
+            [ 5.,  6.,  7., 10., 11., 12., 15., 16., 17.],
+            [ 7.,  8.,  9., 12., 13., 14., 17., 18., 19.]])
     """
     x = _as_batch(image, "image")  # (1, C, H, W)
     size = tuple(x.shape[-2:])
@@ -136,6 +145,11 @@ def combine_patches(
     Shape:
         - patches: ``(N, C·p·p)``.
         - output: ``image_shape``.
+
+    >>> image = torch.rand(3, 13, 11)
+    >>> patches = extract_patches(image, 4, stride=3)
+    >>> torch.allclose(combine_patches(patches, image.shape, 4, stride=3), image)
+    True
     """
     total = fold_patches(patches, image_shape, patch_size, stride)
     counts = patch_counts(
@@ -196,15 +210,5 @@ def _check_shape(image_shape: object) -> tuple[int, tuple[int, int]]:
 
 
 def _check_geometry(size: tuple[int, ...], patch_size: object, stride: object) -> tuple[int, int]:
-    if (
-        isinstance(patch_size, bool)
-        or not isinstance(patch_size, numbers.Integral)
-        or not 1 <= patch_size <= min(size)
-    ):
-        raise ValueError(
-            f"patch_size must be an integer with 1 <= patch_size <= min(H, W) = {min(size)} "
-            f"for an image of size {tuple(size)}, got {patch_size!r}"
-        )
-    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-    return int(patch_size), int(stride)
+    what = f" (min(H, W) of an image of size {tuple(size)})"
+    return check_int("patch_size", patch_size, 1, min(size), what), check_int("stride", stride, 1)

@@ -61,6 +61,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_number
 from mlcsc.functional import threshold, weighted_l1
 from mlcsc.pursuit.base import (
     LayerParameters,
@@ -101,7 +102,13 @@ class MLISTA(Pursuit):
         return "layer" if threshold_mode == "soft_nonneg" else "chain"
 
     def run(self, layers: LayerParameters, x: Tensor, n_iter: int) -> list[Tensor]:
-        codes = forward_pass(layers, x)
+        return self.iterate(layers, x, forward_pass(layers, x), n_iter)
+
+    def iterate(
+        self, layers: LayerParameters, x: Tensor, codes: list[Tensor], n_iter: int
+    ) -> list[Tensor]:
+        """``n_iter`` iterations started from ``codes`` (only the deepest is used): :meth:`run`
+        after its forward pass."""
         if self.momentum:
             weights = fista_momentum(n_iter, published=layers.published_momentum)
         else:
@@ -178,8 +185,7 @@ def chain_steps(dictionaries: Sequence, x: Tensor, relative: float = 1.0) -> lis
     """
     from mlcsc.effective_dictionary import EffectiveDictionary
 
-    if not 0 < relative < 2:
-        raise ValueError(f"relative step must be in (0, 2), got {relative}")
+    check_number("relative", relative, 0.0, 2.0, low_open=True, high_open=True)
     sizes = signal_sizes(dictionaries, x)
     compound = [
         relative / float(EffectiveDictionary(dictionaries[: j + 1], sizes[: j + 1]).lipschitz())

@@ -19,14 +19,8 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from mlcsc.effective_dictionary import EffectiveDictionary
-from mlcsc.pursuit.base import (
-    LayerParameters,
-    Pursuit,
-    fista_momentum,
-    forward_pass,
-    gradient_step,
-    signal_sizes,
-)
+from mlcsc.pursuit.base import LayerParameters, Pursuit, forward_pass
+from mlcsc.pursuit.multilayer import MLFISTA
 from mlcsc.pursuit.registry import register_pursuit
 
 __all__ = ["Projection", "mlcsc_projection"]
@@ -43,7 +37,7 @@ class Projection(Pursuit):
     parametrizations = ("normalized",)
 
     def run(self, layers: LayerParameters, x: Tensor, n_iter: int) -> list[Tensor]:
-        gamma = previous = forward_pass(layers, x)[-1]
+        # ML-FISTA on the one-layer stack [D_eff], started from the forward pass of the stack
         effective = EffectiveDictionary(layers.dictionaries, layers.sizes)
         deepest = LayerParameters(
             [effective],
@@ -52,11 +46,10 @@ class Projection(Pursuit):
             [layers.thresholds[-1]],
             layers.mode,
             steps=[layers.compound_steps()[-1]],
+            threshold_scales=[layers.step_threshold_scales(compound=True)[-1]],
         )
-        scale = layers.step_threshold_scales(compound=True)[-1]
-        for weight in fista_momentum(n_iter):
-            point = gamma if weight == 0 else gamma + weight * (gamma - previous)
-            previous, gamma = gamma, gradient_step(deepest, 0, point, x, scale)
+        start = forward_pass(layers, x)[-1:]
+        (gamma,) = MLFISTA().iterate(deepest, x, start, n_iter)
         return layers.rebuild(gamma)
 
 
@@ -82,9 +75,8 @@ def mlcsc_projection(
     Returns:
         ``[Γ₁, …, Γ_K]`` with ``Γ_{j−1} = D_jΓ_j``.
     """
-    sizes = signal_sizes(dictionaries, x)
+    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode)
     if step is None:
-        step = 1.0 / float(EffectiveDictionary(dictionaries, sizes).lipschitz())
-    steps = [1.0] * (len(dictionaries) - 1) + [step]
-    layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps)
+        step = 1.0 / float(EffectiveDictionary(dictionaries, layers.sizes).lipschitz())
+    layers.steps = [1.0] * (len(dictionaries) - 1) + [step]
     return Projection()(layers, x, n_iter)

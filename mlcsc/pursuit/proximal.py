@@ -22,14 +22,9 @@ import math
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_int, check_number
 from mlcsc.functional import threshold, weighted_l1
-from mlcsc.pursuit._validation import (
-    check_dictionary,
-    check_iterations,
-    check_nonnegative,
-    check_signal,
-    check_tolerance,
-)
+from mlcsc.pursuit._validation import check_dictionary, check_nonnegative
 
 __all__ = ["proximal_gradient_step", "ista", "fista", "bp_objective"]
 
@@ -75,14 +70,16 @@ def bp_objective(dictionary, codes: Tensor, y: Tensor, lam: float | Tensor) -> T
     return 0.5 * residual.flatten(1).pow(2).sum(1) + weighted_l1(codes, lam)
 
 
-def _validate(dictionary, y: Tensor, lam, max_iter: int, tol: float) -> None:
+def _validate(dictionary, y: Tensor, lam, max_iter: int, tol: float, step) -> None:
     """The checks shared with :func:`~mlcsc.pursuit.omp` and :func:`~mlcsc.pursuit.thresholding`
     (see :mod:`mlcsc.pursuit._validation`): ValueError naming the bad argument."""
     check_dictionary(dictionary)
-    check_signal(dictionary, y)
+    dictionary.check_signal(y)
     check_nonnegative("lam", lam, dictionary.num_atoms)
-    check_iterations("max_iter", max_iter)
-    check_tolerance("tol", tol)
+    check_int("max_iter", max_iter, 0)
+    check_number("tol", tol, 0.0, allow_inf=True)
+    if step is not None:
+        check_number("step", step, 0.0, low_open=True)
 
 
 def _initial_codes(dictionary, y: Tensor, x0: Tensor | None) -> Tensor:
@@ -103,20 +100,7 @@ def _relative_change(new: Tensor, old: Tensor) -> Tensor:
     return (change / scale).max()
 
 
-def ista(
-    dictionary,
-    y: Tensor,
-    lam: float | Tensor,
-    max_iter: int = 500,
-    tol: float = 1e-6,
-    x0: Tensor | None = None,
-    nonneg: bool = False,
-    step: float | Tensor | None = None,
-    *,
-    differentiable: bool = False,
-) -> Tensor:
-    """Basis pursuit by ISTA.
-
+_BP_SIGNATURE_DOC = """
     Args:
         dictionary: a :class:`~mlcsc.DenseDictionary` or :class:`~mlcsc.ConvDictionary`.
         y: signals, ``(B, n)`` or ``(B, C, H, W)``.
@@ -144,41 +128,60 @@ def ista(
     Shape:
         - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
         - output: ``(B, m)`` or ``(B, m, H', W')``.
-    """
-    return _proximal_gradient(
-        dictionary, y, lam, max_iter, tol, x0, nonneg, step, False, differentiable
-    )
+"""
 
 
-def fista(
-    dictionary,
-    y: Tensor,
-    lam: float | Tensor,
-    max_iter: int = 500,
-    tol: float = 1e-6,
-    x0: Tensor | None = None,
-    nonneg: bool = False,
-    step: float | Tensor | None = None,
-    *,
-    differentiable: bool = False,
-) -> Tensor:
-    """Basis pursuit by FISTA (Beck & Teboulle 2009); arguments as :func:`ista`."""
-    return _proximal_gradient(
-        dictionary, y, lam, max_iter, tol, x0, nonneg, step, True, differentiable
-    )
+def _basis_pursuit(name: str, accelerate: bool, summary: str):
+    """The public solver ``name``: ISTA, or FISTA with ``accelerate`` (one signature, one
+    docstring, one loop: :func:`_solve`)."""
+
+    def solver(
+        dictionary,
+        y: Tensor,
+        lam: float | Tensor,
+        max_iter: int = 500,
+        tol: float = 1e-6,
+        x0: Tensor | None = None,
+        nonneg: bool = False,
+        step: float | Tensor | None = None,
+        *,
+        differentiable: bool = False,
+    ) -> Tensor:
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            return _solve(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate)
+
+    solver.__name__ = solver.__qualname__ = name
+    solver.__doc__ = summary + "\n" + _BP_SIGNATURE_DOC
+    return solver
 
 
-def _proximal_gradient(
-    dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate, differentiable
-):
-    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        return _solve(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate)
+ista = _basis_pursuit(
+    "ista",
+    accelerate=False,
+    summary="""Basis pursuit by ISTA: ``Γ ← S_{cλ}(Γ − c·Dᵀ(DΓ − y))`` from ``x0``.
+
+    >>> from mlcsc import DenseDictionary
+    >>> D = DenseDictionary(torch.eye(3))
+    >>> ista(D, torch.tensor([[2.0, -0.5, 0.05]]), lam=0.1)  # soft thresholding for D = I
+    tensor([[ 1.9000, -0.4000,  0.0000]])
+""",
+)
+fista = _basis_pursuit(
+    "fista",
+    accelerate=True,
+    summary="""Basis pursuit by FISTA (Beck & Teboulle 2009): ISTA's step at the extrapolated
+    point, with the same arguments as :func:`ista`.
+
+    >>> from mlcsc import ConvDictionary
+    >>> D = ConvDictionary(1, 4, 3, padding=1).double()
+    >>> fista(D, torch.randn(2, 1, 8, 8, dtype=torch.float64), lam=0.1).shape
+    torch.Size([2, 4, 8, 8])
+""",
+)
 
 
 def _solve(dictionary, y, lam, max_iter, tol, x0, nonneg, step, accelerate):
-    _validate(dictionary, y, lam, max_iter, tol)
-    if step is not None and not 0 < check_tolerance("step", step) < math.inf:
-        raise ValueError(f"step must be a finite positive number, got {step!r}")
+    _validate(dictionary, y, lam, max_iter, tol, step)
     if step is None:
         size = dictionary.signal_size(y)
         step = 1.0 / float(dictionary.lipschitz(input_size=size))

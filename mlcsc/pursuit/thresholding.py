@@ -17,15 +17,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_choice
 from mlcsc.functional import THRESHOLD_MODES
 from mlcsc.functional import threshold as apply_threshold
-from mlcsc.pursuit._validation import (
-    check_dictionary,
-    check_nonnegative,
-    check_signal,
-    check_sparsity,
-    code_size,
-)
+from mlcsc.pursuit._validation import check_dictionary, check_nonnegative, check_sparsity
 
 __all__ = ["thresholding"]
 
@@ -76,24 +71,30 @@ def thresholding(
     Shape:
         - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
         - output: ``(B, m)`` or ``(B, m, H', W')``.
+
+    Example:
+        >>> from mlcsc import DenseDictionary
+        >>> D = DenseDictionary(torch.eye(4))
+        >>> y = torch.tensor([[3.0, 1.0, 0.5, -2.0]])
+        >>> thresholding(D, y, k=2).tolist()
+        [[3.0, 0.0, 0.0, -2.0]]
+        >>> thresholding(D, y, threshold=1.0, mode="soft").tolist()
+        [[2.0, 0.0, 0.0, -1.0]]
     """
     if (threshold is None) == (k is None):
         raise ValueError(
             f"give exactly one of threshold and k, got threshold={threshold!r} and k={k!r}"
         )
-    if mode not in THRESHOLD_MODES:
-        raise ValueError(
-            f"mode must be one of {', '.join(map(repr, THRESHOLD_MODES))}, got {mode!r}"
-        )
+    check_choice("mode", mode, THRESHOLD_MODES)
     check_dictionary(dictionary)
-    check_signal(dictionary, y)
+    dictionary.check_signal(y)
     if threshold is not None:
         check_nonnegative("threshold", threshold, dictionary.num_atoms)
         z = dictionary.analyze(y)
         if isinstance(threshold, Tensor):
             threshold = threshold.to(dtype=z.dtype, device=z.device)
         return apply_threshold(z, threshold, mode)
-    k = check_sparsity(k, code_size(dictionary, y))
+    k = check_sparsity(k, dictionary, y)
     z = dictionary.analyze(y)
     return _keep_largest(z, k, mode)
 

@@ -2,8 +2,9 @@
 
 * :mod:`~mlcsc.theory.coherence`: ``μ(D)`` of dense and convolutional dictionaries, Welch bound;
 * :mod:`~mlcsc.theory.norms`: ``‖Γ‖₀,∞`` (stripe and patch) and ``‖E‖₂,∞^P``;
-* :mod:`~mlcsc.theory.guarantees`: the worst-case conditions of OMP, BP, CSC BP and the layered
-  pursuits, checked on given codes;
+* :mod:`~mlcsc.theory.guarantees`: the worst-case conditions of OMP, BP and CSC BP, checked on
+  given codes (:mod:`~mlcsc.theory.layered_guarantees`: those of the layered pursuits;
+  :mod:`~mlcsc.theory.guarantee_base`: what they report and the bounds they check);
 * :mod:`~mlcsc.theory.sampling`: signals drawn from the Sparseland, CSC and ML-CSC models.
 """
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.checks import check_int
+
 __all__ = ["mutual_coherence", "conv_mutual_coherence", "welch_bound"]
 
 #: upper bound on the number of elements of one block of cross-correlations
@@ -57,6 +59,9 @@ def mutual_coherence(dictionary, stride: int | None = None) -> Tensor:
     Raises:
         ValueError: for a weight of unsupported shape, an all-zero atom, fewer than two atoms
             (dense), or a bad or conflicting stride.
+
+    >>> mutual_coherence(torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]]))
+    tensor(0.8000)
     """
     weight = _as_weight(dictionary)
     if weight.ndim == 2:
@@ -122,9 +127,7 @@ def conv_mutual_coherence(weight, stride: int | None = 1) -> Tensor:
         weight: ``(m, c, k_h, k_w)`` or ``(m, c, k)`` → ``()``.
     """
     weight = _as_weight(weight)
-    stride = 1 if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    stride = check_int("stride", 1 if stride is None else stride, 1)
     if weight.ndim == 3:  # 1-D filters: a single row, stride along the width only
         weight, strides = weight.unsqueeze(2), (1, stride)
     elif weight.ndim == 4:
@@ -160,6 +163,9 @@ def welch_bound(n: int, m: int) -> float:
     """Lower bound ``√((m − n)/(n(m − 1)))`` on the coherence of ``m`` unit atoms in ``R^n``.
 
     Welch (1974); for ``m ≤ n`` an orthonormal set reaches 0.
+
+    >>> welch_bound(2, 3), welch_bound(3, 3)
+    (0.5, 0.0)
     """
     if n < 1 or m < 1:
         raise ValueError(f"n and m must be positive, got n={n}, m={m}")

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.checks import check_choice, check_int, check_number
+
 __all__ = ["l0_inf_norm", "l2_inf_norm", "stripe_width", "L0_INF_MODES"]
 
 #: what :func:`l0_inf_norm` counts: stripes (CSC theory) or patches of the code
@@ -35,10 +37,7 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
         values = tuple(value)
     else:
         values = (value, value)
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum} (or a pair), got {value!r}")
-    return values  # type: ignore[return-value]
+    return tuple(check_int(name, v, minimum, what=" (or a pair)") for v in values)  # type: ignore[return-value]
 
 
 def stripe_width(kernel_size: int, stride: int = 1) -> int:
@@ -52,6 +51,9 @@ def stripe_width(kernel_size: int, stride: int = 1) -> int:
     Args:
         kernel_size: filter size ``k ≥ 1``.
         stride: stride ``s ≥ 1`` of the code grid.
+
+    >>> stripe_width(3), stripe_width(3, stride=2)
+    (5, 3)
     """
     (k, _), (s, _) = _pair("kernel_size", kernel_size, 1), _pair("stride", stride, 1)
     return -(-(2 * k - 1) // s)
@@ -131,11 +133,16 @@ def l0_inf_norm(
 
     Shape:
         codes ``(B, m, N')`` or ``(B, m, H', W')`` → ``(B,)``.
+
+    Two non-zeros close together (one stripe of ``3 × 3`` filters holds both) and one far away:
+
+    >>> codes = torch.zeros(1, 2, 10, 10)
+    >>> codes[0, 0, 2, 2] = codes[0, 1, 3, 4] = codes[0, 0, 9, 9] = 1.0
+    >>> l0_inf_norm(codes, 3), l0_inf_norm(codes, 2, mode="patch")
+    (tensor([2]), tensor([1]))
     """
-    if mode not in L0_INF_MODES:
-        raise ValueError(f"mode must be one of {', '.join(L0_INF_MODES)}, got {mode!r}")
-    if not float(tol) >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    check_choice("mode", mode, L0_INF_MODES)
+    tol = check_number("tol", tol, 0.0, allow_inf=True)
     one_dimensional = isinstance(codes, Tensor) and codes.ndim == 3
     codes = _as_2d(codes, "codes")
     kernel, strides = _kernel_and_stride(kernel_size, stride)
@@ -169,6 +176,9 @@ def l2_inf_norm(signal: Tensor, patch_size) -> Tensor:
 
     Shape:
         ``(B, C, N)`` or ``(B, C, H, W)`` → ``(B,)``.
+
+    >>> l2_inf_norm(torch.ones(2, 1, 6, 6), 3)  # a 3 × 3 patch of ones: √9
+    tensor([3., 3.])
     """
     one_dimensional = isinstance(signal, Tensor) and signal.ndim == 3
     signal = _as_2d(signal, "signal")

@@ -24,30 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.checks import check_int, check_number
 from mlcsc.theory.norms import l2_inf_norm, stripe_width
 
 __all__ = ["sparseland_signals", "csc_signals", "mlcsc_signals", "sparsify_filters_"]
 
 
 # ---------------------------------------------------------------------------------- validation
-def _check_int(name: str, value, minimum: int, maximum: int | None = None, what: str = "") -> int:
-    bad = isinstance(value, bool) or not isinstance(value, int)
-    if bad or value < minimum or (maximum is not None and value > maximum):
-        expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be an integer {expected}{what}, got {value!r}")
-    return value
-
-
-def _check_level(name: str, value) -> float:
-    try:
-        level = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
-    if not (level >= 0 and math.isfinite(level)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return level
-
-
 def _check_range(name: str, value) -> tuple[float, float]:
     message = f"{name} must be a pair (low, high) of finite numbers with 0 < low <= high"
     try:
@@ -144,6 +127,11 @@ def sparseland_signals(
 
     Shape:
         signals ``(B, n)``, codes ``(B, m)``.
+
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> signals, codes = sparseland_signals(torch.randn(16, 32), 5, 3, generator=generator)
+    >>> signals.shape, codes.shape, (codes != 0).sum(dim=1).tolist()
+    (torch.Size([5, 16]), torch.Size([5, 32]), [3, 3, 3, 3, 3])
     """
     weight = getattr(dictionary, "weight", dictionary)
     if not isinstance(weight, Tensor) or weight.ndim != 2:
@@ -151,9 +139,9 @@ def sparseland_signals(
         raise ValueError(f"dictionary must be a DenseDictionary or an (n, m) matrix, got {shape}")
     weight = weight.detach()
     n, m = weight.shape
-    num_signals = _check_int("num_signals", num_signals, 1)
-    cardinality = _check_int("cardinality", cardinality, 0, m, f" (the number of atoms m = {m})")
-    noise_std = _check_level("noise_std", noise_std)
+    num_signals = check_int("num_signals", num_signals, 1)
+    cardinality = check_int("cardinality", cardinality, 0, m, f" (the number of atoms m = {m})")
+    noise_std = check_number("noise_std", noise_std, 0.0)
     coefficient_range = _check_range("coefficient_range", coefficient_range)
     dtype = weight.dtype
     mask = _exact_support(num_signals, m, cardinality, generator)
@@ -278,9 +266,9 @@ def csc_signals(
     """
     if not all(hasattr(dictionary, a) for a in ("kernel_size", "stride", "num_atoms", "weight")):
         raise ValueError(f"dictionary must be a ConvDictionary, got {type(dictionary).__name__}")
-    num_signals = _check_int("num_signals", num_signals, 1)
+    num_signals = check_int("num_signals", num_signals, 1)
     image_size = _check_size("image_size", image_size)
-    l0_inf = _check_int("l0_inf", l0_inf, 1)
+    l0_inf = check_int("l0_inf", l0_inf, 1)
     code_size = dictionary.output_size(image_size)
     if min(code_size) < 1:
         raise ValueError(
@@ -289,11 +277,11 @@ def csc_signals(
         )
     total = dictionary.num_atoms * code_size[0] * code_size[1]
     if num_nonzeros is not None:
-        num_nonzeros = _check_int(
+        num_nonzeros = check_int(
             "num_nonzeros", num_nonzeros, 0, total, f" (the code size m·H'·W' = {total})"
         )
     coefficient_range = _check_range("coefficient_range", coefficient_range)
-    noise_l2_inf = _check_level("noise_l2_inf", noise_l2_inf)
+    noise_l2_inf = check_number("noise_l2_inf", noise_l2_inf, 0.0)
     weight = dictionary.weight.detach()
     width = stripe_width(dictionary.kernel_size, dictionary.stride)
     mask = _stripe_limited_support(
@@ -315,7 +303,6 @@ def csc_signals(
 
 
 # ---------------------------------------------------------------------------------- ML-CSC
-@torch.no_grad()
 def sparsify_filters_(dictionary, density: float):
     """Keep the largest ``density`` fraction of every atom's weights, zero the rest, in place.
 
@@ -323,7 +310,7 @@ def sparsify_filters_(dictionary, density: float):
     non-zeros synthesised by sparse filters is again sparse (Sulam, Papyan, Romano & Elad 2018,
     IEEE TSP, whose learned MNIST filters are 99 % sparse). Each atom keeps
     ``max(1, round(density·size))`` entries of largest magnitude and is then rescaled to unit
-    ℓ2 norm.
+    ℓ2 norm: :meth:`Dictionary.sparsify_filters_ <mlcsc.dictionary.Dictionary.sparsify_filters_>`.
 
     Args:
         dictionary: a :class:`~mlcsc.ConvDictionary` (atoms: filters ``(c, k, k)``) or a
@@ -333,23 +320,7 @@ def sparsify_filters_(dictionary, density: float):
     Returns:
         The same dictionary.
     """
-    try:
-        density_value = float(density)
-    except (TypeError, ValueError):
-        density_value = math.nan
-    if not 0 < density_value <= 1:
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
-    weight = dictionary.weight
-    atoms = weight.detach().T if weight.ndim == 2 else weight.detach().flatten(1)  # (m, size)
-    size = atoms.shape[1]
-    keep = max(1, round(density_value * size))
-    kept = atoms.abs().topk(keep, dim=1).indices
-    mask = torch.zeros_like(atoms, dtype=torch.bool).scatter_(1, kept, True)
-    sparse = torch.where(mask, atoms, torch.zeros((), dtype=atoms.dtype, device=atoms.device))
-    norms = sparse.norm(dim=1, keepdim=True)
-    sparse = torch.where(norms > 0, sparse / norms.clamp_min(1e-30), sparse)
-    weight.copy_(sparse.T if weight.ndim == 2 else sparse.view_as(weight))
-    return dictionary
+    return dictionary.sparsify_filters_(density)
 
 
 @torch.no_grad()
@@ -404,7 +375,7 @@ def mlcsc_signals(
                 f"dictionaries[{i}] must have in_channels = {dictionaries[i - 1].num_atoms} "
                 f"(the atoms of dictionaries[{i - 1}]), got {dictionaries[i].in_channels}"
             )
-    num_signals = _check_int("num_signals", num_signals, 1)
+    num_signals = check_int("num_signals", num_signals, 1)
     sizes = [_check_size("input_size", input_size)]
     for i, d in enumerate(dictionaries):
         size = d.output_size(sizes[-1])
@@ -417,7 +388,7 @@ def mlcsc_signals(
         sizes.append(size)
     deepest = dictionaries[-1]
     layer_size = deepest.num_atoms * sizes[-1][0] * sizes[-1][1]
-    deepest_cardinality = _check_int(
+    deepest_cardinality = check_int(
         "deepest_cardinality",
         deepest_cardinality,
         0,
@@ -426,7 +397,7 @@ def mlcsc_signals(
         "of the deepest layer)",
     )
     coefficient_range = _check_range("coefficient_range", coefficient_range)
-    noise_l2_inf = _check_level("noise_l2_inf", noise_l2_inf)
+    noise_l2_inf = check_number("noise_l2_inf", noise_l2_inf, 0.0)
     weight = deepest.weight.detach()
     mask = _exact_support(num_signals, layer_size, deepest_cardinality, generator)
     gamma = _values(mask, coefficient_range, nonnegative, generator, weight.dtype)
