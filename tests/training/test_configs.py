@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 import torch
-from conftest import CONFIGS, TINY
+from composing import CONFIGS, TINY
 from torch import nn
 
 import mlcsc

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY, compose_config
+from composing import ROOT, TINY, compose_config
 
 from mlcsc.training import evaluate
 

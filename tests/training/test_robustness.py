@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_config
+from composing import compose_config
 
 import mlcsc
 from mlcsc.errors import CheckpointError, ConfigError

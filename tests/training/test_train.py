@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, compose_config
+from composing import ROOT, TINY, compose_config
 
 from mlcsc.errors import CheckpointError, ConfigError
 from mlcsc.training import evaluate, load_checkpoint, train

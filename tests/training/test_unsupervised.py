@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_config
+from composing import compose_config
 from data_files import write_cifar10_files
 
 from mlcsc.errors import ConfigError

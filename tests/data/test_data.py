@@ -39,7 +39,7 @@ MODULES = {
     "cifar10": CIFAR10DataModule,
 }
 VALID_NAMES = tuple(MODULES)
-DATA_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
+DATA_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 

@@ -17,7 +17,7 @@ from mlcsc.experiments._common import make_parser
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

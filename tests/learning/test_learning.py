@@ -29,7 +29,6 @@ from mlcsc.learning.dictionary_updates import (
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def planted(n=20, m=50, count=1500, k=3, seed=0, dtype=torch.float64):
@@ -226,15 +225,14 @@ def test_a_generator_makes_learning_reproducible():
     assert runs[0].errors == runs[1].errors
 
 
-@CUDA
 @pytest.mark.parametrize("approximate", [False, True])
-def test_ksvd_on_cuda_matches_cpu(approximate):
+def test_ksvd_on_the_device_matches_cpu(device, approximate):
     D, Y = planted(n=12, m=24, count=200, seed=10)
     init = D + 0.1 * torch.randn(D.shape, generator=torch.Generator().manual_seed(0), dtype=D.dtype)
     options = {"n_iter": 3, "init": init, "approximate": approximate, "progress": False}
     cpu = ksvd(Y, 24, 3, **options)
-    gpu = ksvd(Y.cuda(), 24, 3, **{**options, "init": init.cuda()})
-    assert gpu.dictionary.weight.device.type == "cuda" and gpu.codes.device.type == "cuda"
+    gpu = ksvd(Y.to(device), 24, 3, **{**options, "init": init.to(device)})
+    assert gpu.dictionary.weight.device == gpu.codes.device == Y.to(device).device
     torch.testing.assert_close(gpu.dictionary.weight.detach().cpu(), cpu.dictionary.weight.detach())
     assert gpu.errors == pytest.approx(cpu.errors, rel=1e-9)
 
