@@ -29,8 +29,8 @@ import platform
 import time
 
 import torch
+from bench_utils import cpu_model  # benchmarks/ is the script's directory
 from skimage.data import camera
-from sparse_coding import cpu_model  # benchmarks/ is the script's directory
 
 from mlcsc.learning import ksvd_denoise, psnr
 

@@ -27,121 +27,30 @@ import argparse
 import math
 import os
 import platform
-import statistics
 import time
 import warnings
-from collections.abc import Callable
 from contextlib import nullcontext
-from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import torch
+from bench_utils import (  # benchmarks/ is the script's directory
+    Seconds,
+    cpu_model,
+    ms,
+    optional,
+    package_version,
+    random_dictionary,
+    ratio,
+    same_support,
+    sparse_signals,
+    table,
+    timed,
+)
 
 from mlcsc import ConvDictionary, DenseDictionary
 from mlcsc.pursuit import bp_objective, fista, omp
 
 TARGET = 1e-4  # relative objective gap that counts as "converged" for the BP comparisons
-
-
-# ------------------------------------------------------------------------------------- utilities
-
-
-def _optional(name: str):
-    try:
-        return __import__(name, fromlist=["_"])
-    except Exception as error:  # noqa: BLE001 - any failure means "skip this peer"
-        return error
-
-
-def _package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what platform reports."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-class Seconds(float):
-    """A median wall time that also carries the median CPU time of the same runs."""
-
-    cpu: float | None
-
-    def __new__(cls, wall: float, cpu: float | None = None):
-        value = super().__new__(cls, wall)
-        value.cpu = cpu
-        return value
-
-
-def _timed(
-    function: Callable[[], object], repeats: int, warmup: bool = True
-) -> tuple[Seconds, object]:
-    """Median wall and CPU time of ``repeats`` calls (after one warm-up call), and the last
-    result. On a shared machine the CPU time of a single-threaded run is the steadier number."""
-    result = function() if warmup else None
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = function()
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-    return Seconds(statistics.median(walls), statistics.median(cpus)), result
-
-
-def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-
-
-def _ms(seconds: float) -> str:
-    def show(value: float) -> str:
-        return f"{value * 1e3:.1f} ms" if value < 10 else f"{value:.1f} s"
-
-    cpu = getattr(seconds, "cpu", None)
-    return show(seconds) + ("" if cpu is None else f" (CPU {show(cpu)})")
-
-
-def _ratio(seconds: float, reference: float) -> str:
-    return f"{seconds / reference:.2f}×"
-
-
-def _dictionary(n: int, m: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(n, m, dtype=torch.float64, generator=generator)
-    return weight / weight.norm(dim=0)
-
-
-def _sparse_signals(weight: torch.Tensor, batch: int, k: int, noise: float, seed: int):
-    """``y = DΓ + v``: ``Γ`` with ``k`` standard-normal entries per row, ``v`` Gaussian."""
-    n, m = weight.shape
-    generator = torch.Generator().manual_seed(seed)
-    support = torch.rand(batch, m, generator=generator).argsort(dim=1)[:, :k]
-    values = torch.randn(batch, k, dtype=torch.float64, generator=generator)
-    gamma = torch.zeros(batch, m, dtype=torch.float64).scatter_(1, support, values)
-    y = gamma @ weight.T + noise * torch.randn(batch, n, dtype=torch.float64, generator=generator)
-    return y, gamma
-
-
-def _supports(codes: np.ndarray) -> np.ndarray:
-    return codes != 0
-
-
-def _same_support(a: np.ndarray, b: np.ndarray) -> float:
-    return 100.0 * float(np.mean(np.all(_supports(a) == _supports(b), axis=1)))
 
 
 # ------------------------------------------------------------------------------------------- OMP
@@ -151,16 +60,16 @@ def omp_benchmark(args, spams, notes: list[str]) -> None:
     from sklearn.linear_model import orthogonal_mp_gram
 
     n, m, k = 64, 256, 8
-    weight = _dictionary(n, m, seed=0)
-    y, gamma = _sparse_signals(weight, args.signals, k, noise=0.01, seed=1)
+    weight = random_dictionary(n, m, seed=0)
+    y, gamma = sparse_signals(weight, args.signals, k, noise=0.01, seed=1)
     dense64 = DenseDictionary(weight)
     dense32 = DenseDictionary(weight.float())
     y32 = y.float()
     planted = gamma.numpy()
 
     rows, codes = [], {}
-    t64, c64 = _timed(lambda: omp(dense64, y, k=k), args.repeats)
-    t32, c32 = _timed(lambda: omp(dense32, y32, k=k), args.repeats)
+    t64, c64 = timed(lambda: omp(dense64, y, k=k), args.repeats)
+    t32, c32 = timed(lambda: omp(dense32, y32, k=k), args.repeats)
     codes["mlcsc omp float64"], codes["mlcsc omp float32"] = c64.numpy(), c32.double().numpy()
 
     d = weight.numpy()
@@ -172,7 +81,7 @@ def omp_benchmark(args, spams, notes: list[str]) -> None:
             return orthogonal_mp_gram(gram, xy, n_nonzero_coefs=k)
 
     sklearn_repeats = max(1, min(args.repeats, 2))
-    t_sk, c_sk = _timed(sklearn_omp, sklearn_repeats)
+    t_sk, c_sk = timed(sklearn_omp, sklearn_repeats)
     codes["scikit-learn orthogonal_mp_gram"] = np.asarray(c_sk).T
     times = {
         "mlcsc omp float64": t64,
@@ -186,7 +95,7 @@ def omp_benchmark(args, spams, notes: list[str]) -> None:
             x = np.asfortranarray(y.numpy().T.astype(dtype))
             dd = np.asfortranarray(d.astype(dtype))
             name = f"SPAMS omp {np.dtype(dtype).name}"
-            times[name], result = _timed(
+            times[name], result = timed(
                 lambda x=x, dd=dd: spams.omp(x, dd, L=k, eps=0.0, numThreads=args.threads),
                 args.repeats,
             )
@@ -197,20 +106,20 @@ def omp_benchmark(args, spams, notes: list[str]) -> None:
             "picks argmax |d_j'r|; its supports therefore differ from OMP's on some signals "
             "(checked against a brute-force ORMP in the tests). spams.omp is called with "
             "eps=0 explicitly: without it, float32 input returns all-zero codes (spams-bin "
-            f"{_package_version('spams-bin')})."
+            f"{package_version('spams-bin')})."
         )
     reference = codes["scikit-learn orthogonal_mp_gram"]
     for name, seconds in times.items():
         rows.append(
             [
                 name,
-                _ms(seconds),
-                _ratio(seconds, t64),
-                f"{_same_support(codes[name], reference):.2f} %",
-                f"{_same_support(codes[name], planted):.2f} %",
+                ms(seconds),
+                ratio(seconds, t64),
+                f"{same_support(codes[name], reference):.2f} %",
+                f"{same_support(codes[name], planted):.2f} %",
             ]
         )
-    _table(
+    table(
         f"OMP: n={n}, m={m}, k={k}, {args.signals} signals (8-sparse + noise 0.01), "
         f"median of {args.repeats} (scikit-learn: {sklearn_repeats})",
         [
@@ -289,8 +198,8 @@ def _best(traces) -> float:
 
 def _bp_row(name: str, seconds, reference, value: float, best: float, iterations) -> list[str]:
     """A row of the BP tables: time, ratio to mlcsc float64, objective, gap to the best."""
-    ratio = _ratio(seconds, reference) if reference else "-"
-    return [name, _ms(seconds), ratio, f"{value:.6f}", f"{(value - best) / best:.1e}", iterations]
+    versus = ratio(seconds, reference) if reference else "-"
+    return [name, ms(seconds), versus, f"{value:.6f}", f"{(value - best) / best:.1e}", iterations]
 
 
 def _fista_rows(traces, target: float, best: float, cap: int, lam: float, score, timing):
@@ -330,8 +239,8 @@ def bp_benchmark(args, spams, notes: list[str]) -> None:
 
     n, m, lam = 64, 256, 0.1
     batch = max(1, args.signals // 10)
-    weight = _dictionary(n, m, seed=0)
-    y, _ = _sparse_signals(weight, batch, 8, noise=0.01, seed=2)
+    weight = random_dictionary(n, m, seed=0)
+    y, _ = sparse_signals(weight, batch, 8, noise=0.01, seed=2)
     dictionary = DenseDictionary(weight)
     d = weight.numpy()
 
@@ -345,13 +254,13 @@ def bp_benchmark(args, spams, notes: list[str]) -> None:
         notes.append(f"SPAMS lasso skipped: import failed ({spams!r}).")
     else:
         x, dd = np.asfortranarray(y.numpy().T), np.asfortranarray(d)
-        seconds, result = _timed(
+        seconds, result = timed(
             lambda: spams.lasso(x, D=dd, lambda1=lam, lambda2=0.0, mode=2, numThreads=args.threads),
             args.repeats,
         )
         peers["SPAMS lasso (LARS, mode=2)"] = (seconds, objective(result.toarray().T))
     for algorithm in ("lasso_lars", "lasso_cd"):
-        seconds, result = _timed(
+        seconds, result = timed(
             lambda algorithm=algorithm: sparse_encode(
                 y.numpy(), d.T, algorithm=algorithm, alpha=lam, max_iter=10000
             ),
@@ -374,11 +283,11 @@ def bp_benchmark(args, spams, notes: list[str]) -> None:
     traces = _fista_traces(lambda dtype: DenseDictionary(weight.to(dtype)), y, lam, cap, score)
     best = min([_best(traces), *(value for _, value in peers.values())])
     rows, reference = _fista_rows(
-        traces, best * (1 + TARGET), best, cap, lam, score, lambda run: _timed(run, args.repeats)
+        traces, best * (1 + TARGET), best, cap, lam, score, lambda run: timed(run, args.repeats)
     )
     for name, (seconds, value) in peers.items():
         rows.append(_bp_row(name, seconds, reference, value, best, "to convergence"))
-    _table(
+    table(
         f"BP (Lasso): n={n}, m={m}, lambda={lam}, {batch} signals, mlcsc timed to within "
         f"{TARGET:g} of the best objective, median of {args.repeats}",
         _bp_headers("mean objective"),
@@ -432,7 +341,7 @@ def conv_benchmark(args, sporco_cbpdn, notes: list[str]) -> None:
     target = best * (1 + TARGET)
     repeats = max(1, args.repeats // 2)
     rows, reference = _fista_rows(
-        traces, target, best, cap, lam, objective, lambda run: _timed(run, repeats, warmup=False)
+        traces, target, best, cap, lam, objective, lambda run: timed(run, repeats, warmup=False)
     )
     if sporco_trace is not None:
         reached = [(t, v, i + 1) for i, (t, v) in enumerate(sporco_trace) if v <= target]
@@ -443,8 +352,8 @@ def conv_benchmark(args, sporco_cbpdn, notes: list[str]) -> None:
         else:
             seconds, value = sporco_trace[-1]
             row = _bp_row(name, seconds, None, value, best, f"not reached in {len(sporco_trace)}")
-            rows.append([name, f"> {_ms(seconds)}", *row[2:]])
-    _table(
+            rows.append([name, f"> {ms(seconds)}", *row[2:]])
+    table(
         f"Convolutional BP: camera {size}×{size} (mean removed), {filters} random unit "
         f"{kernel}×{kernel} filters, lambda={lam}, time to within {TARGET:g} of the best "
         "objective",
@@ -528,21 +437,21 @@ def main(argv: list[str] | None = None) -> None:
     sections = args.only or ["omp", "bp", "conv"]
 
     torch.set_num_threads(args.threads)
-    threadpoolctl = _optional("threadpoolctl")
+    threadpoolctl = optional("threadpoolctl")
     limits = (
         nullcontext()
         if isinstance(threadpoolctl, Exception)
         else threadpoolctl.threadpool_limits(args.threads)
     )
-    spams = _optional("spams")
-    sporco_cbpdn = _optional("sporco.admm.cbpdn")
+    spams = optional("spams")
+    sporco_cbpdn = optional("sporco.admm.cbpdn")
 
     print("Sparse coding benchmark (mlcsc vs scikit-learn, SPAMS, SPORCO)")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {platform.platform()}")
     print(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, "
-        f"scikit-learn {_package_version('scikit-learn')}, spams "
-        f"{_package_version('spams-bin')}, sporco {_package_version('sporco')}; every peer "
+        f"scikit-learn {package_version('scikit-learn')}, spams "
+        f"{package_version('spams-bin')}, sporco {package_version('sporco')}; every peer "
         f"runs with {args.threads} thread(s)"
     )
     try:

@@ -71,7 +71,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"  wall time  : {summary['wall_time_s']:.1f} s",
         f"  checkpoint : {summary['checkpoint'] or 'none saved'}",
     ]
-    if summary.get("log_dir"):
-        lines.append(f"  TensorBoard: tensorboard --logdir {summary['log_dir']}")
+    log_dir = summary.get("log_dir")
+    if log_dir and "tensorboard" in str(log_dir):
+        lines.append(f"  TensorBoard: tensorboard --logdir {log_dir}")
+    elif log_dir:
+        lines.append(f"  logs       : {log_dir}")
     lines.append("=" * 64)
     return "\n".join(lines)
