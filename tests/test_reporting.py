@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -153,18 +150,3 @@ def test_log_curves_writes_events(tmp_path):
     assert scalars["accuracy/cnn/x"] == [(0, 0.05), (1, 0.1)]
     assert scalars["clean/cnn"] == [(0, 0.974)]
     assert accumulator.Tags()["images"] == ["figure"]
-
-
-def test_import_is_light():
-    """Importing the module brings in neither matplotlib, TensorBoard nor Lightning."""
-    code = (
-        "import sys, mlcsc.reporting; "
-        "print(sorted(m for m in ('matplotlib', 'tensorboard', 'pytorch_lightning', "
-        "'lightning', 'torch.utils.tensorboard') if m in sys.modules))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"

@@ -237,12 +237,14 @@ def ml_lista(dictionaries, gram, x, thresholds, n_iter, mode="soft_nonneg"):
 
 
 def multilayer_bp_objective(
-    dictionaries: Sequence, x: Tensor, gamma: Tensor, thresholds: Sequence
-) -> Tensor:
+    dictionaries: Sequence, x: Tensor, gamma: Tensor, thresholds: Sequence, terms: bool = False
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Per-signal ML-BP objective ``½‖x − D₁⋯D_KΓ_K‖² + Σ_i β_i‖Γ_i‖₁``, ``Γ_i = D_{i+1}⋯D_KΓ_K``.
 
     ``thresholds`` are scalars or per-channel ``(m_i,)`` tensors (weighted ℓ1). The intermediate
-    sizes are those of the forward pass on ``x``. Returns a tensor of shape ``(B,)``.
+    sizes are those of the forward pass on ``x``. Returns a tensor of shape ``(B,)``; with
+    ``terms=True`` also its data term ``½‖x − D₁⋯D_KΓ_K‖²`` (``(B,)``) and the reconstruction
+    ``D₁⋯D_KΓ_K`` (shaped as ``x``), from the same synthesis pass.
     """
     sizes = signal_sizes(dictionaries, x)
     penalty = 0.0
@@ -250,4 +252,7 @@ def multilayer_bp_objective(
     for j in range(len(dictionaries) - 1, -1, -1):
         penalty = penalty + weighted_l1(current, thresholds[j])
         current = dictionaries[j].synthesize(current, sizes[j])
-    return 0.5 * (x - current).flatten(1).pow(2).sum(1) + penalty
+    data_term = 0.5 * (x - current).flatten(1).pow(2).sum(1)
+    if terms:
+        return data_term + penalty, data_term, current
+    return data_term + penalty

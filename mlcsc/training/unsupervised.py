@@ -199,12 +199,13 @@ class UnsupervisedMLCSCModule(EncoderTask):
             with torch.no_grad():
                 codes = self(x)
         codes = [code.detach() for code in codes]
-        dictionaries = list(self.encoder.dictionaries)
-        objective = multilayer_bp_objective(dictionaries, x, codes[-1], self.lambdas).mean()
+        objective, data_term, reconstruction = multilayer_bp_objective(
+            list(self.encoder.dictionaries), x, codes[-1], self.lambdas, terms=True
+        )
         with torch.no_grad():
-            residual = (x - self.encoder.reconstruct(codes[-1], x.shape[-2:])).flatten(1)
-            data_term = 0.5 * residual.pow(2).sum(1).mean()
-            relative = (residual.norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
+            error = (x - reconstruction).flatten(1).norm(dim=1)
+            relative = (error / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
+        return objective.mean(), data_term.mean().detach(), codes, relative
         return objective, data_term, codes, relative
 
     def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:

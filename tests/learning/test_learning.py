@@ -30,7 +30,6 @@ from mlcsc.learning.dictionary_updates import (
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-
 def planted(n=20, m=50, count=1500, k=3, seed=0, dtype=torch.float64):
     """Aharon et al.'s synthetic test: unit-norm Gaussian D, k random atoms per signal, no noise."""
     generator = torch.Generator().manual_seed(seed)

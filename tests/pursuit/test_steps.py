@@ -118,6 +118,7 @@ def test_default_steps_make_ml_ista_and_ml_fista_ista_and_fista_on_d_eff(pursuit
     assert float((gamma - start).norm()) > 0.1 * float(start.norm())  # the iterations moved
 
 
+@pytest.mark.slow
 def test_ml_fista_converges_as_fast_as_fista_on_d_eff_on_the_lecture_mnist_stack():
     from mlcsc.data.mnist5k import _load_mnist5k
 

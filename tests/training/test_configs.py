@@ -3,11 +3,12 @@ own class can take the place of ours."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import pytest
 import torch
-from composing import CONFIGS, TINY
+from composing import CONFIGS, TINY, compose_config
 from torch import nn
 
 import mlcsc
@@ -22,16 +23,23 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*_sulam2019.
 GROUPS = ("optimizer", "scheduler", "logger", "callbacks", "trainer", "task")
 
 
+@functools.cache
+def group_config(group: str, option: str):
+    """One option of a config group, composed once for the whole module."""
+    overrides = ["paths.run_dir=unused", "run_name=unused", f"{group}={option}"]
+    return compose_config("train", overrides)[group]
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("data", DATA)
-def test_every_model_and_data_config_composes_and_builds(compose, model, data):
-    cfg = compose("train", [f"model={model}", f"data={data}"])
-    datamodule = instantiate(cfg.data, "data")
+def test_every_model_and_data_config_composes_and_builds(model, data):
+    datamodule = instantiate(group_config("data", data), "data")
     assert type(datamodule).name == data
+    model_config = group_config("model", model)
     net = build_classifier(
-        cfg.model, datamodule.in_channels, datamodule.num_classes, datamodule.image_size
+        model_config, datamodule.in_channels, datamodule.num_classes, datamodule.image_size
     )
-    assert net.encoder.pursuit == cfg.model.pursuit
+    assert net.encoder.pursuit == model_config.pursuit
     images = torch.zeros(2, datamodule.in_channels, *datamodule.image_size)
     assert net(images).shape == (2, 10)
 

@@ -12,9 +12,7 @@ import pytest
 from composing import ROOT, TINY, compose_config
 
 from mlcsc.errors import CheckpointError, ConfigError
-from mlcsc.training import evaluate, load_checkpoint, train
-
-pytestmark = pytest.mark.slow
+from mlcsc.training import evaluate, load_checkpoint, run_cli, train
 
 
 def test_train_then_evaluate_the_checkpoint(tmp_path, train_config):
@@ -57,6 +55,7 @@ def test_resume_from_last_continues_the_interrupted_run(tmp_path, train_config):
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.slow
 def test_run_killed_mid_epoch_keeps_the_last_complete_checkpoint(tmp_path):
     command = [
         sys.executable,
@@ -133,7 +132,8 @@ def test_evaluate_rejects_missing_checkpoint_and_unknown_split(tmp_path):
         evaluate(compose_config("evaluate", [f"ckpt={tmp_path}", "split=holdout"]))
 
 
-def test_cli_trains_prints_the_summary_and_reports_errors_in_one_line(tmp_path):
+@pytest.mark.slow
+def test_cli_trains_and_prints_the_summary(tmp_path):
     command = [
         sys.executable,
         str(ROOT / "train.py"),
@@ -146,30 +146,31 @@ def test_cli_trains_prints_the_summary_and_reports_errors_in_one_line(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "test accuracy" in done.stdout and "wall time" in done.stdout
 
-    bad = subprocess.run(
-        [*command, "model.n_iter=-3"], capture_output=True, text=True, cwd=tmp_path, timeout=600
-    )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().startswith("error:") and "n_iter" in bad.stderr
-    assert "Traceback" not in bad.stderr
 
-    no_data = subprocess.run(
-        [*command, "data=mnist", f"data.root={tmp_path / 'empty'}"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=600,
+def test_cli_wrapper_reports_data_and_checkpoint_errors_in_one_line(tmp_path, capsys):
+    """What train.py and evaluate.py run: ``run_cli`` exits with 2 and one ``error:`` line."""
+    bad = compose_config("train", [f"paths.run_dir={tmp_path}", "run_name=x", "model.n_iter=-3"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, bad)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: model (mlcsc.MLCSC): n_iter must be an integer >= 0, got -3"
     )
-    assert no_data.returncode == 2 and "Traceback" not in no_data.stderr
-    message = no_data.stderr.strip().splitlines()[-1]
+    no_data = compose_config(
+        "train",
+        [f"paths.run_dir={tmp_path}", "run_name=x", *TINY, "data=mnist",
+         f"data.root={tmp_path / 'empty'}", "logger=none"],
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, no_data)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "Traceback" not in message
     assert message.startswith("error: MNIST data not found in") and "data=mnist5k" in message
 
-    missing = subprocess.run(
-        [sys.executable, str(ROOT / "evaluate.py"), f"ckpt={tmp_path / 'gone.ckpt'}"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=600,
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(evaluate, compose_config("evaluate", [f"ckpt={tmp_path / 'gone.ckpt'}"]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: checkpoint not found: {tmp_path / 'gone.ckpt'}"
     )
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'gone.ckpt'}"

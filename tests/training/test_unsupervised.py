@@ -42,6 +42,7 @@ def mlcsc_model(**options):
     return {"_target_": "mlcsc.MLCSC", **options}
 
 
+@pytest.mark.slow
 def test_mnist_experiment_runs_and_writes_the_lecture_figures(tmp_path):
     cfg = train_overrides(tmp_path, "experiment=mnist_mlcsc_dictionary", *TINY)
     summary = train(cfg)
@@ -189,6 +190,7 @@ def _atom_recovery(planted: torch.Tensor, learned: torch.Tensor) -> torch.Tensor
     return correlations.abs().flatten(1).max(1).values
 
 
+@pytest.mark.slow
 def test_learning_recovers_planted_first_layer_atoms(single_thread):
     seed = 0
     generator = torch.Generator().manual_seed(seed)
