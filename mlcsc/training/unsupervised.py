@@ -35,7 +35,6 @@ from mlcsc.errors import ConfigError
 from mlcsc.learning.patches import extract_patches
 from mlcsc.nn import MLCSC
 from mlcsc.pursuit.multilayer import multilayer_bp_objective
-from mlcsc.theory.sampling import sparsify_filters_
 from mlcsc.training.encoder import build_encoder
 from mlcsc.training.linear_probe import linear_probe
 from mlcsc.training.task import EncoderTask, code_statistics
@@ -148,7 +147,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         """Sparse filters where asked, then unit-norm atoms."""
         for dictionary, density in zip(self.encoder.dictionaries, self.filter_density, strict=True):
             if density is not None and density < 1:
-                sparsify_filters_(dictionary, density)
+                dictionary.sparsify_filters_(density)
             dictionary.normalize_()
 
     @torch.no_grad()

