@@ -9,7 +9,7 @@ module                      what it holds
 ``instantiate``             objects from config nodes with a ``_target_``
 ``task``                    :class:`EncoderTask`, the base of every task
 ``classification``          :class:`ClassificationModule` (``task=classification``)
-``unsupervised``            :class:`UnsupervisedMLCSCModule` (``task=unsupervised``)
+``unsupervised``            :class:`UnsupervisedMLCSCModule` (``task=dictionary_learning``)
 ``encoder``                 the task-neutral encoder builder
 ``optim``                   optimizer and schedule from the ``optimizer``/``scheduler`` groups
 ``linear_probe``            a linear classifier on frozen codes

@@ -118,7 +118,7 @@ def test_reference_experiments_match_the_published_recipes(compose):
 
 def test_the_task_picks_the_checkpoint_metric(compose):
     assert compose("train").callbacks.model_checkpoint.monitor == "val/acc"
-    unsupervised = compose("train", ["task=unsupervised"]).callbacks.model_checkpoint
+    unsupervised = compose("train", ["task=dictionary_learning"]).callbacks.model_checkpoint
     assert (unsupervised.monitor, unsupervised.mode) == ("val/objective", "min")
     assert compose("train", ["logger=none"]).callbacks.lr_monitor is None
 

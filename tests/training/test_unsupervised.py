@@ -1,4 +1,4 @@
-"""Unsupervised ML-CSC: learning the dictionaries without labels (task=unsupervised)."""
+"""Unsupervised ML-CSC: learning the dictionaries without labels (task=dictionary_learning)."""
 
 from __future__ import annotations
 
