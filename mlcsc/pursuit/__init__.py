@@ -4,7 +4,8 @@ Single dictionary (Sparseland / CSC): :func:`thresholding`, :func:`omp` (batched
 matching pursuit), :func:`ista`, :func:`fista`.
 Multi-layer (ML-CSC), registered by name for :class:`~mlcsc.MLCSC` (:data:`PURSUITS`):
 ``layered_thresholding``, ``layered_bp``, ``ml_ista``, ``ml_fista``, ``ml_lista``,
-``projection``, ``all_free``; each is a :class:`Pursuit` written against
+``projection``, ``projection_refit`` (its codes refitted on their support, see
+:func:`refit_on_support`), ``all_free``; each is a :class:`Pursuit` written against
 :class:`LayerParameters` (see :mod:`mlcsc.pursuit.base`), with functional forms
 :func:`layered_thresholding`, :func:`layered_bp`, :func:`ml_ista`, :func:`ml_fista`,
 :func:`ml_lista`, :func:`mlcsc_projection` that take explicit steps (:func:`chain_steps`
@@ -33,7 +34,12 @@ from mlcsc.pursuit.multilayer import (
     ml_lista,
     multilayer_bp_objective,
 )
-from mlcsc.pursuit.projection import Projection, mlcsc_projection
+from mlcsc.pursuit.projection import (
+    Projection,
+    ProjectionRefit,
+    mlcsc_projection,
+    refit_on_support,
+)
 from mlcsc.pursuit.all_free import AllFree
 
 __all__ = [
@@ -64,6 +70,8 @@ __all__ = [
     "ml_ista",
     "ml_lista",
     "mlcsc_projection",
+    "ProjectionRefit",
+    "refit_on_support",
     "multilayer_bp_objective",
     "omp",
     "proximal_gradient_step",

@@ -36,7 +36,7 @@ def test_zero_iterations_of_every_pursuit_is_the_cnn_forward_pass(pursuit, param
     expected = cnn_codes(x, model, weights)
     assert len(codes) == 3
     torch.testing.assert_close(codes[-1], expected[-1], rtol=1e-12, atol=1e-12)
-    if pursuit == "projection":  # Γ_K from the forward pass, then Γ_{j−1} = D_jΓ_j
+    if pursuit.startswith("projection"):  # Γ_K from the forward pass, Γ_{j−1} = D_jΓ_j
         expected = model.model_codes(expected[-1], SIZE)
     for got, want in zip(codes, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
