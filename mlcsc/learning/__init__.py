@@ -11,6 +11,7 @@
 
 from mlcsc.learning.denoise import DenoisingResult, ksvd_denoise, overcomplete_dct, psnr
 from mlcsc.learning.dictionary_learning import DictionaryLearningResult, SparseCoder, ksvd, mod
+from mlcsc.learning.mlcsc_initialization import initialize_from_data_, spherical_kmeans
 from mlcsc.learning.patches import (
     combine_patches,
     extract_patches,
@@ -24,6 +25,8 @@ __all__ = [
     "DictionaryLearningResult",
     "SparseCoder",
     "combine_patches",
+    "initialize_from_data_",
+    "spherical_kmeans",
     "extract_patches",
     "fold_patches",
     "ksvd",

@@ -5,7 +5,8 @@ matching pursuit), :func:`ista`, :func:`fista`.
 Multi-layer (ML-CSC), registered by name for :class:`~mlcsc.MLCSC` (:data:`PURSUITS`):
 ``layered_thresholding``, ``layered_bp``, ``ml_ista``, ``ml_fista``, ``ml_lista``,
 ``projection``, ``projection_refit`` (its codes refitted on their support, see
-:func:`refit_on_support`), ``all_free``; each is a :class:`Pursuit` written against
+:func:`refit_on_support`), ``projection_omp`` (OMP on ``D_eff``), ``all_free``; each is a
+:class:`Pursuit` written against
 :class:`LayerParameters` (see :mod:`mlcsc.pursuit.base`), with functional forms
 :func:`layered_thresholding`, :func:`layered_bp`, :func:`ml_ista`, :func:`ml_fista`,
 :func:`ml_lista`, :func:`mlcsc_projection` that take explicit steps (:func:`chain_steps`
@@ -36,6 +37,7 @@ from mlcsc.pursuit.multilayer import (
 )
 from mlcsc.pursuit.projection import (
     Projection,
+    ProjectionOMP,
     ProjectionRefit,
     mlcsc_projection,
     refit_on_support,
@@ -70,6 +72,7 @@ __all__ = [
     "ml_ista",
     "ml_lista",
     "mlcsc_projection",
+    "ProjectionOMP",
     "ProjectionRefit",
     "refit_on_support",
     "multilayer_bp_objective",

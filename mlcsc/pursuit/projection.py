@@ -22,9 +22,16 @@ from torch import Tensor
 from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.pursuit.base import LayerParameters, Pursuit, fista_momentum, forward_pass
 from mlcsc.pursuit.multilayer import MLFISTA
+from mlcsc.pursuit.omp import omp
 from mlcsc.pursuit.registry import register_pursuit
 
-__all__ = ["Projection", "ProjectionRefit", "mlcsc_projection", "refit_on_support"]
+__all__ = [
+    "Projection",
+    "ProjectionOMP",
+    "ProjectionRefit",
+    "mlcsc_projection",
+    "refit_on_support",
+]
 
 
 @register_pursuit("projection")
@@ -77,6 +84,37 @@ class ProjectionRefit(Projection):
         step = layers.compound_steps()[-1]
         nonnegative = layers.mode == "soft_nonneg"
         return layers.rebuild(refit_on_support(effective, x, gamma, step, n_iter, nonnegative))
+
+
+@register_pursuit("projection_omp")
+class ProjectionOMP(Pursuit):
+    """The ML-CSC projection with an ℓ0 pursuit: ``Γ_K`` by OMP on ``D_eff = D₁⋯D_K`` with
+    ``n_iter`` iterations (so at most ``n_iter`` non-zeros per signal: one atom per iteration),
+    then ``Γ_{j−1} = D_jΓ_j``; ``n_iter = 0`` is the forward pass.
+
+    OMP selects atoms by normalised correlation and refits every kept coefficient by least
+    squares, so the codes carry no ℓ1 shrinkage and atoms of different effective norms compete
+    fairly (an ℓ1 penalty favours the larger ones). It runs on the explicit matrix of ``D_eff``
+    (:func:`~mlcsc.pursuit.omp`; a ValueError names the size when that matrix would exceed
+    :data:`~mlcsc.pursuit.omp.MAX_EXPLICIT_ENTRIES`), so it suits small images whose deepest
+    code is small (the lecture's MNIST model: a 784 × 1,024 matrix). The thresholds take no part
+    beyond the forward pass, and codes are signed whatever ``threshold_mode``. OMP's codes are
+    least squares on their support, hence a fixed point of :func:`refit_on_support`; ``n_iter``
+    such iterations (step ``c₁⋯c_K``) follow, which leave the codes as they are and carry the
+    gradient to the dictionaries and the input.
+    """
+
+    step_rules = ("chain",)
+    parametrizations = ("normalized",)
+    untied = "never"
+
+    def run(self, layers: LayerParameters, x: Tensor, n_iter: int) -> list[Tensor]:
+        if n_iter == 0:
+            return layers.rebuild(forward_pass(layers, x)[-1])
+        effective = EffectiveDictionary(layers.dictionaries, layers.sizes)
+        codes = omp(effective, x, k=min(n_iter, effective.code_numel(x)))
+        step = layers.compound_steps()[-1]
+        return layers.rebuild(refit_on_support(effective, x, codes, step, n_iter))
 
 
 def refit_on_support(

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from mlcsc.checks import check_choice, check_number
 from mlcsc.errors import ConfigError
+from mlcsc.learning.mlcsc_initialization import initialize_from_data_
 from mlcsc.learning.patches import extract_patches
 from mlcsc.nn import MLCSC
 from mlcsc.pursuit.multilayer import multilayer_bp_objective
@@ -41,7 +42,7 @@ from mlcsc.training.task import EncoderTask, code_statistics
 
 __all__ = ["UnsupervisedMLCSCModule", "dictionary_sparsity"]
 
-INITS = ("random", "patches")
+INITS = ("random", "patches", "data")
 
 
 def dictionary_sparsity(encoder: MLCSC) -> list[float]:
@@ -80,9 +81,14 @@ class UnsupervisedMLCSCModule(EncoderTask):
             thresholds of the pursuit.
         filter_density: per layer, the fraction of non-zero weights each filter keeps after every
             step (``None``: dense).
-        init: ``"random"`` (the encoder's random atoms) or ``"patches"``: the first-layer atoms
+        init: ``"random"`` (the encoder's random atoms), ``"patches"``: the first-layer atoms
             are set from random patches of the first training batch before fitting
-            (:meth:`initialize_from_patches_`; not when resuming from a checkpoint).
+            (:meth:`initialize_from_patches_`), or ``"data"``: every layer from up to
+            ``init_samples`` training signals, D₁ by k-means of patches and each deeper layer as
+            ``init_sparsity``-sparse codes of signal windows over the layers below
+            (:func:`~mlcsc.learning.mlcsc_initialization.initialize_from_data_`); neither when
+            resuming from a checkpoint.
+        init_sparsity, init_samples: see ``init="data"``.
         probe, probe_iterations, probe_max_samples: after training, a linear classifier on the
             frozen deepest codes (:func:`~mlcsc.training.linear_probe.linear_probe`).
 
@@ -104,6 +110,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
         lambdas: float | Sequence[float] = 0.1,
         filter_density: float | Sequence[float | None] | None = None,
         init: str = "random",
+        init_sparsity: int = 7,
+        init_samples: int = 4000,
         probe: bool = True,
         probe_iterations: int = 100,
         probe_max_samples: int | None = None,
@@ -136,6 +144,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
             self.init = check_choice("init", init, INITS)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        self.init_sparsity = init_sparsity
+        self.init_samples = init_samples
         self.num_classes = num_classes
         self.probe = probe
         self.probe_iterations = int(probe_iterations)
@@ -174,9 +184,21 @@ class UnsupervisedMLCSCModule(EncoderTask):
         self._project_()
 
     def prepare_fit(self, datamodule, resuming: bool) -> None:
-        if self.init == "patches" and not resuming:
-            datamodule.setup("fit")
+        if self.init == "random" or resuming:
+            return
+        datamodule.setup("fit")
+        if self.init == "patches":
             self.initialize_from_patches_(next(iter(datamodule.train_dataloader()))[0])
+            return
+        batches, taken = [], 0
+        for images, _ in datamodule.train_dataloader():
+            batches.append(images)
+            taken += len(images)
+            if taken >= self.init_samples:
+                break
+        images = torch.cat(batches)[: self.init_samples]
+        initialize_from_data_(self.encoder, images, self.init_sparsity)
+        self._project_()
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """The model's codes ``[Γ₁, …, Γ_K]``: ``Γ_K`` from the pursuit and ``Γ_{i−1} = D_iΓ_i``."""

@@ -240,7 +240,7 @@ def test_learning_recovers_planted_first_layer_atoms(single_thread):
         ("task.filter_density=[null,1.5,0.1]", "filter_density must be a finite number in"),
         ("task.lambdas=[0.1,0.1]", "one value per layer"),
         ("task._target_=mlcsc.training.ClusteringModule", "task .*ClusteringModule"),
-        ("task.init=kmeans", "init must be one of random, patches; got 'kmeans'"),
+        ("task.init=kmeans", "init must be one of random, patches, data; got 'kmeans'"),
     ],
 )
 def test_invalid_unsupervised_config_fails_before_training(tmp_path, override, message):

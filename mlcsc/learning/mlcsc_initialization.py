@@ -1,0 +1,119 @@
+"""Data-driven initial dictionaries of an ML-CSC model: strokes, then parts, then digits.
+
+A multi-layer model learned from random filters starts far from anything the data looks like,
+and alternating minimisation stays near where it starts. This builds the layers bottom-up from
+the signals instead (as in Sulam, Papyan, Romano & Elad 2018, where the deeper dictionaries are
+sparse combinations of the shallower atoms):
+
+* ``D₁``: spherical k-means of the signals' patches of the first kernel's size (each atom the
+  normalised mean of the patches closest in angle);
+* ``D_j`` (j ≥ 2): windows of the signals of the size of layer j's effective atoms, each coded
+  with ``sparsity`` non-zeros by OMP over the effective dictionary ``D₁⋯D_{j−1}`` on that
+  window: the code *is* a filter of ``D_j`` (its shape is ``(m_{j−1}, k_j, k_j)`` exactly when
+  the layers chain without remainder), so every effective atom of layer j starts as the best
+  ``sparsity``-term approximation of a piece of a signal by the atoms below.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mlcsc.checks import check_int
+from mlcsc.dictionary import DenseDictionary
+from mlcsc.effective_dictionary import EffectiveDictionary
+from mlcsc.pursuit.omp import omp
+
+__all__ = ["initialize_from_data_", "spherical_kmeans"]
+
+
+def spherical_kmeans(
+    points: Tensor, count: int, n_iter: int = 20, generator: torch.Generator | None = None
+) -> Tensor:
+    """``count`` unit-norm centroids of the rows of ``points`` by spherical k-means (cosine
+    similarity), started from distinct random rows; an empty cluster takes the worst-fitted
+    point. Returns ``(count, n)``."""
+    check_int("count", count, 1, len(points))
+    unit = points / points.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    pick = torch.randperm(len(unit), generator=generator)[:count].to(unit.device)
+    centroids = unit[pick].clone()
+    for _ in range(n_iter):
+        similarity = unit @ centroids.T  # (N, count)
+        best, assignment = similarity.max(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, unit)
+        empty = (torch.bincount(assignment, minlength=count) == 0).nonzero().flatten()
+        for index, worst in zip(
+            empty.tolist(), best.argsort()[: len(empty)].tolist(), strict=False
+        ):
+            sums[index] = unit[worst]
+        centroids = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return centroids
+
+
+def _windows(images: Tensor, size: int, count: int, generator, required: int) -> Tensor:
+    """Up to ``count`` distinct random ``size × size`` windows (all channels) among the upper
+    half of the windows by energy, flattened ``(·, C·size²)``; at least ``required``."""
+    windows = F.unfold(images, size).transpose(1, 2).reshape(-1, images.shape[1] * size * size)
+    energy = windows.norm(dim=1)
+    windows = windows[energy >= energy.median().clamp_min(1e-12)]
+    if len(windows) < required:
+        raise ValueError(
+            f"initialising {required} atoms needs at least {required} non-empty {size}×{size} "
+            f"windows, got {len(windows)}"
+        )
+    return windows[torch.randperm(len(windows), generator=generator)[:count].to(windows.device)]
+
+
+@torch.no_grad()
+def initialize_from_data_(
+    encoder,
+    images: Tensor,
+    sparsity: int = 7,
+    generator: torch.Generator | None = None,
+    kmeans_iter: int = 20,
+) -> None:
+    """Set every dictionary of an :class:`~mlcsc.MLCSC` ``encoder`` from ``images``, in place
+    (see the module docstring); the atoms are normalised.
+
+    Args:
+        encoder: the ML-CSC encoder (its layers must chain: layer j's effective atom, coded
+            by the layers below, has exactly layer j's kernel size).
+        images: ``(N, C, H, W)`` signals with the encoder's channels.
+        sparsity: non-zeros of each deeper filter (its OMP code), ``≥ 1``.
+        generator: random draws of the k-means start and of the windows.
+        kmeans_iter: spherical k-means iterations for ``D₁``.
+
+    Raises:
+        ValueError: images that do not fit the encoder, too few non-empty windows, or layers
+            that do not chain.
+    """
+    encoder.validate_input(images)
+    sparsity = check_int("sparsity", sparsity, 1)
+    dictionaries = list(encoder.dictionaries)
+    first = dictionaries[0]
+    atoms, channels, kernel, _ = first.weight.shape
+    patches = _windows(images, kernel, 200_000, generator, required=atoms)
+    first.weight.copy_(
+        spherical_kmeans(patches, atoms, kmeans_iter, generator).view_as(first.weight)
+    )
+    first.normalize_()
+    for j in range(1, len(dictionaries)):
+        layer = dictionaries[j]
+        size = encoder.effective_atoms(j + 1).shape[-1]  # the window layer j's atoms span
+        sizes = [(size, size)]
+        for below in dictionaries[: j - 1]:
+            sizes.append(below.code_shape(torch.zeros(1, below.in_channels, *sizes[-1]))[1:])
+        chain = EffectiveDictionary(dictionaries[:j], sizes)
+        matrix = chain.matrix((size, size))  # (C·size², m_{j−1}·k_j²)
+        if matrix.shape[1] != layer.weight[0].numel():
+            raise ValueError(
+                f"layer {j + 1} does not chain: its {tuple(layer.weight.shape[1:])} filters do "
+                f"not match the {matrix.shape[1]} codes of the layers below on a {size}×{size} "
+                "window"
+            )
+        count = layer.weight.shape[0]
+        windows = _windows(images, size, count, generator, required=count)
+        codes = omp(DenseDictionary(matrix), windows, k=min(sparsity, matrix.shape[1]))
+        layer.weight.copy_(codes.view_as(layer.weight))
+        layer.normalize_()
