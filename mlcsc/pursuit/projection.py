@@ -19,10 +19,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mlcsc.dictionary import DenseDictionary
 from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.pursuit.base import LayerParameters, Pursuit, fista_momentum, forward_pass
 from mlcsc.pursuit.multilayer import MLFISTA
-from mlcsc.pursuit.omp import omp
+from mlcsc.pursuit.omp import MAX_EXPLICIT_ENTRIES, omp
 from mlcsc.pursuit.registry import register_pursuit
 
 __all__ = [
@@ -112,9 +113,56 @@ class ProjectionOMP(Pursuit):
         if n_iter == 0:
             return layers.rebuild(forward_pass(layers, x)[-1])
         effective = EffectiveDictionary(layers.dictionaries, layers.sizes)
-        codes = omp(effective, x, k=min(n_iter, effective.code_numel(x)))
+        code_shape = effective.code_shape(x)
         step = layers.compound_steps()[-1]
+        atoms = _deepest_atoms(layers)
+        matrix = atoms
+        if matrix is None:  # the general case: one-hot codes through the whole stack
+            matrix = effective.matrix(tuple(x.shape[-2:]), max_entries=MAX_EXPLICIT_ENTRIES)
+        with torch.no_grad():
+            signals = x.detach().flatten(1).to(matrix.dtype)
+            codes = omp(DenseDictionary(matrix.detach()), signals, k=n_iter).to(x.dtype)
+        if atoms is not None:  # the refit on the matrix itself: cheap, and differentiable
+            operator = _MatrixOperator(matrix)
+            codes = refit_on_support(operator, x.flatten(1), codes, step, n_iter)
+            return layers.rebuild(codes.view(len(x), *code_shape))
+        codes = codes.view(len(x), *code_shape)
         return layers.rebuild(refit_on_support(effective, x, codes, step, n_iter))
+
+
+class _MatrixOperator:
+    """An explicit ``(n, N)`` matrix as a dictionary of flattened signals, kept in the graph."""
+
+    def __init__(self, matrix: Tensor):
+        self.matrix = matrix
+
+    def synthesize(self, codes: Tensor, size=None) -> Tensor:
+        return codes @ self.matrix.T
+
+    def analyze(self, signals: Tensor) -> Tensor:
+        return signals @ self.matrix
+
+
+def _deepest_atoms(layers: LayerParameters) -> Tensor | None:
+    """The explicit matrix of ``D_eff`` when the deepest code is a single position whose filters
+    span the whole signal of the layer below (the lecture's models): the deepest filters
+    synthesised by ``D₁⋯D_{K−1}`` as one batch, differentiable in every filter; otherwise
+    ``None``."""
+    top, size = layers.dictionaries[-1], layers.sizes[-1]
+    weight = getattr(top, "weight", None)
+    whole = (
+        isinstance(size, tuple)
+        and weight is not None
+        and weight.ndim == 4
+        and getattr(top, "padding", None) == 0
+        and tuple(weight.shape[-2:]) == size
+    )
+    if not whole:
+        return None
+    atoms = weight  # (m_K, m_{K−1}, k, k): each filter is its own rebuilt Γ_{K−1}
+    for j in range(len(layers.dictionaries) - 2, -1, -1):
+        atoms = layers.dictionaries[j].synthesize(atoms, layers.sizes[j])
+    return atoms.flatten(1).T  # (C·H·W, m_K)
 
 
 def refit_on_support(

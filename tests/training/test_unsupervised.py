@@ -25,6 +25,7 @@ TINY = [
     "model.n_iter=3",
     "task.probe_iterations=5",
     "task.probe_max_samples=64",
+    "task.init_samples=600",
 ]
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
@@ -66,7 +67,7 @@ def test_mnist_experiment_runs_and_writes_the_lecture_figures(tmp_path):
 def test_effective_atoms_of_the_mnist_specification_have_the_lecture_sizes(tmp_path):
     cfg = train_overrides("x", "experiment=mnist_mlcsc_dictionary")
     module = UnsupervisedMLCSCModule(
-        cfg.model, 1, (28, 28), dict(cfg.optimizer), lambdas=list(cfg.task.lambdas)
+        cfg.model, 1, (28, 28), dict(cfg.optimizer), lambdas=cfg.task.lambdas
     )
     sizes = [tuple(module.encoder.effective_atoms(i).shape[-2:]) for i in (1, 2, 3)]
     assert sizes == [(7, 7), (15, 15), (27, 27)]  # 27 × 27: the whole 28 × 28 digit
