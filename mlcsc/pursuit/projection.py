@@ -159,10 +159,21 @@ def _deepest_atoms(layers: LayerParameters) -> Tensor | None:
     )
     if not whole:
         return None
+    weights = [d.weight for d in layers.dictionaries]
+    graph = torch.is_grad_enabled() and any(w.requires_grad for w in weights)
+    # without a graph the matrix depends only on the filters: kept on the deepest dictionary
+    # until any filter changes (in-place updates bump a tensor's version)
+    key = (tuple((w._version, w.dtype, w.device) for w in weights), tuple(layers.sizes))
+    cached = getattr(top, "_effective_matrix_cache", None)
+    if not graph and cached is not None and cached[0] == key:
+        return cached[1]
     atoms = weight  # (m_K, m_{K−1}, k, k): each filter is its own rebuilt Γ_{K−1}
     for j in range(len(layers.dictionaries) - 2, -1, -1):
         atoms = layers.dictionaries[j].synthesize(atoms, layers.sizes[j])
-    return atoms.flatten(1).T  # (C·H·W, m_K)
+    matrix = atoms.flatten(1).T  # (C·H·W, m_K)
+    if not graph:
+        top._effective_matrix_cache = (key, matrix)
+    return matrix
 
 
 def refit_on_support(

@@ -45,7 +45,8 @@ def mlcsc_model(**options):
 
 @pytest.mark.slow
 def test_mnist_experiment_runs_and_writes_the_lecture_figures(tmp_path):
-    cfg = train_overrides(tmp_path, "experiment=mnist_mlcsc_dictionary", *TINY)
+    # init=data is tested on its own below: patches keep this end-to-end run short
+    cfg = train_overrides(tmp_path, "experiment=mnist_mlcsc_dictionary", *TINY, "task.init=patches")
     summary = train(cfg)
     assert 0.0 <= summary["accuracy"] <= 1.0  # the linear probe on the frozen codes
     assert summary["objective"] > 0
@@ -104,6 +105,25 @@ def test_cifar_experiment_runs_on_cifar_files(tmp_path):
     d1, d2, d3 = summary["dictionary_sparsity"]
     assert d2 == pytest.approx(83.0, abs=0.5) and d3 == pytest.approx(91.0, abs=0.5)
     assert len(list((tmp_path / "run" / "figures").glob("*.png"))) == 5
+
+
+def test_init_data_builds_every_layer_from_the_training_digits_before_fitting():
+    from mlcsc.data import MNIST5kDataModule
+
+    model = mlcsc_model(layers=[[6, 5, 2, 0], [8, 3, 1, 0]], pursuit="projection_omp", n_iter=2)
+    module = UnsupervisedMLCSCModule(
+        model, 1, (28, 28), ADAM, init="data", init_samples=64, filter_density=[None, 0.1]
+    )
+    before = [d.weight.detach().clone() for d in module.encoder.dictionaries]
+    datamodule = MNIST5kDataModule(normalize=False, batch_size=32)
+    module.prepare_fit(datamodule, resuming=True)  # a resumed run keeps its weights
+    kept = zip(before, module.encoder.dictionaries, strict=True)
+    assert all(torch.equal(a, d.weight) for a, d in kept)
+    module.prepare_fit(datamodule, resuming=False)
+    d1, d2 = module.encoder.dictionaries
+    assert not torch.equal(before[0], d1.weight) and not torch.equal(before[1], d2.weight)
+    assert ((d2.weight != 0).flatten(1).sum(1) <= 5).all()  # density 0.1 of 54 weights
+    assert torch.allclose(d1.atom_norms(), torch.ones(6))
 
 
 def test_objective_is_the_multilayer_bp_objective_of_the_pursuit_codes():
