@@ -3,6 +3,7 @@ may be missing, and planted sparse-coding problems."""
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -109,3 +110,15 @@ def supports(codes: np.ndarray) -> np.ndarray:
 
 def same_support(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 * float(np.mean(np.all(supports(a) == supports(b), axis=1)))
+
+
+def print_notes(notes: list[str], start: float) -> None:
+    """The closing notes of a benchmark: one line each, then its total time and the load."""
+    print("\nNotes:")
+    for note in notes:
+        print(f"- {note}")
+    print(f"- Total benchmark time {time.perf_counter() - start:.0f} s.", end="")
+    try:
+        print(" Load average at the end: {:.2f} {:.2f} {:.2f}.".format(*os.getloadavg()))
+    except OSError:
+        print()

@@ -39,6 +39,7 @@ from bench_utils import (  # benchmarks/ is the script's directory
     ms,
     optional,
     package_version,
+    print_notes,
     random_dictionary,
     ratio,
     same_support,
@@ -468,14 +469,7 @@ def main(argv: list[str] | None = None) -> None:
             bp_benchmark(args, spams, notes)
         if "conv" in sections:
             conv_benchmark(args, sporco_cbpdn, notes)
-    print("\nNotes:")
-    for note in notes:
-        print(f"- {note}")
-    print(f"- Total benchmark time {time.perf_counter() - start:.0f} s.", end="")
-    try:
-        print(" Load average at the end: {:.2f} {:.2f} {:.2f}.".format(*os.getloadavg()))
-    except OSError:
-        print()
+    print_notes(notes, start)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_utils import cpu_model, ms, package_version, table, timed  # benchmarks/ is on the path
+from bench_utils import (  # benchmarks/ is on the path
+    cpu_model,
+    ms,
+    package_version,
+    print_notes,
+    table,
+    timed,
+)
 from torch import Tensor, nn
 
 from mlcsc.data import MNIST5kDataModule
@@ -409,14 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     for extra in report.tables:
         table(*extra)
     print(f"\nAtom grids (PNG) in {folder}: {', '.join(report.figures)}")
-    print("\nNotes:")
-    for note in report.notes:
-        print(f"- {note}")
-    print(f"- Total benchmark time {time.perf_counter() - start:.0f} s.", end="")
-    try:
-        print(" Load average at the end: {:.2f} {:.2f} {:.2f}.".format(*os.getloadavg()))
-    except OSError:
-        print()
+    print_notes(report.notes, start)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ from mlcsc.training.optim import lightning_optimizers
 
 __all__ = ["EncoderTask", "code_statistics"]
 
-STAGES = ("train", "val", "test")
-
 
 def code_statistics(codes: Sequence[Tensor]) -> dict[str, Tensor]:
     """Per-layer sparsity of a batch of codes: % of zeros and mean non-zeros per sample."""
