@@ -17,6 +17,14 @@ __all__ = ["SPLITS", "evaluate", "evaluation_data", "load_classifier"]
 SPLITS = ("train", "val", "test")
 
 
+def config_split(config: Mapping[str, Any]) -> str:
+    """``config["split"]`` (default ``test``), checked before any work."""
+    split = config.get("split", "test")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return split
+
+
 def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModule:
     """Rebuild a trained classifier from its checkpoint (safely loaded), optionally re-unrolled
     ``n_iter`` times, in evaluation mode.
@@ -51,9 +59,7 @@ def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModul
 def evaluation_data(config: Mapping[str, Any], module: ClassificationModule):
     """The data module to evaluate on (``data=…`` or the checkpoint's own) and the loader of
     ``config["split"]``; the data must fit the architecture of the checkpoint."""
-    split = config.get("split", "test")
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    split = config_split(config)
     data_config = config.get("data") or module.hparams.get("data")
     if not data_config:
         raise ConfigError("the checkpoint records no data set; choose one with data=<name>")
@@ -95,9 +101,7 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     ckpt = config.get("ckpt")
     if not ckpt:
         raise ConfigError("evaluate needs a checkpoint: ckpt=path/to/file.ckpt")
-    split = config.get("split", "test")
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    split = config_split(config)
     module = load_classifier(ckpt, config.get("n_iter"))
     _, loader = evaluation_data(config, module)
     trainer = instantiate(config["trainer"], "trainer", logger=False, enable_checkpointing=False)
