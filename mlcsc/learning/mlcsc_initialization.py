@@ -23,6 +23,7 @@ from torch import Tensor
 from mlcsc.checks import check_int
 from mlcsc.dictionary import DenseDictionary
 from mlcsc.effective_dictionary import EffectiveDictionary
+from mlcsc.pursuit.nonnegative_omp import nonnegative_omp
 from mlcsc.pursuit.omp import omp
 
 __all__ = ["initialize_from_data_", "spherical_kmeans"]
@@ -72,6 +73,7 @@ def initialize_from_data_(
     sparsity: int = 7,
     generator: torch.Generator | None = None,
     kmeans_iter: int = 20,
+    nonnegative: bool = False,
 ) -> None:
     """Set every dictionary of an :class:`~mlcsc.MLCSC` ``encoder`` from ``images``, in place
     (see the module docstring); the atoms are normalised.
@@ -83,6 +85,9 @@ def initialize_from_data_(
         sparsity: non-zeros of each deeper filter (its OMP code), ``≥ 1``.
         generator: random draws of the k-means start and of the windows.
         kmeans_iter: spherical k-means iterations for ``D₁``.
+        nonnegative: non-negative filters: ``D₁``'s centroids clipped at zero and the deeper
+            filters as non-negative OMP codes (:func:`~mlcsc.pursuit.nonnegative_omp`), so
+            every effective atom is a sum of the atoms below.
 
     Raises:
         ValueError: images that do not fit the encoder, too few non-empty windows, or layers
@@ -94,10 +99,10 @@ def initialize_from_data_(
     first = dictionaries[0]
     atoms, channels, kernel, _ = first.weight.shape
     patches = _windows(images, kernel, 200_000, generator, required=atoms)
-    first.weight.copy_(
-        spherical_kmeans(patches, atoms, kmeans_iter, generator).view_as(first.weight)
-    )
+    centroids = spherical_kmeans(patches, atoms, kmeans_iter, generator)
+    first.weight.copy_((centroids.clamp_min(0) if nonnegative else centroids).view_as(first.weight))
     first.normalize_()
+    pursuit = nonnegative_omp if nonnegative else omp
     for j in range(1, len(dictionaries)):
         layer = dictionaries[j]
         size = encoder.effective_atoms(j + 1).shape[-1]  # the window layer j's atoms span
@@ -114,6 +119,6 @@ def initialize_from_data_(
             )
         count = layer.weight.shape[0]
         windows = _windows(images, size, count, generator, required=count)
-        codes = omp(DenseDictionary(matrix), windows, k=min(sparsity, matrix.shape[1]))
+        codes = pursuit(DenseDictionary(matrix), windows, k=min(sparsity, matrix.shape[1]))
         layer.weight.copy_(codes.view_as(layer.weight))
         layer.normalize_()

@@ -1,7 +1,7 @@
 """Pursuits: projections of signals onto the (multi-layer) sparse model.
 
 Single dictionary (Sparseland / CSC): :func:`thresholding`, :func:`omp` (batched orthogonal
-matching pursuit), :func:`ista`, :func:`fista`.
+matching pursuit), :func:`nonnegative_omp`, :func:`ista`, :func:`fista`.
 Multi-layer (ML-CSC), registered by name for :class:`~mlcsc.MLCSC` (:data:`PURSUITS`):
 ``layered_thresholding``, ``layered_bp``, ``ml_ista``, ``ml_fista``, ``ml_lista``,
 ``projection``, ``projection_refit`` (its codes refitted on their support, see
@@ -23,6 +23,7 @@ from mlcsc.pursuit.base import (  # noqa: I001
 from mlcsc.pursuit.registry import PURSUITS, get_pursuit, register_pursuit
 from mlcsc.pursuit.proximal import bp_objective, fista, ista, proximal_gradient_step
 from mlcsc.pursuit.omp import MAX_EXPLICIT_ENTRIES, SparseCodes, explicit_matrix, omp
+from mlcsc.pursuit.nonnegative_omp import nonnegative_least_squares, nonnegative_omp
 from mlcsc.pursuit.thresholding import thresholding
 from mlcsc.pursuit.layered import LayeredBP, LayeredThresholding, layered_bp, layered_thresholding
 from mlcsc.pursuit.multilayer import (
@@ -76,6 +77,8 @@ __all__ = [
     "ProjectionRefit",
     "refit_on_support",
     "multilayer_bp_objective",
+    "nonnegative_least_squares",
+    "nonnegative_omp",
     "omp",
     "proximal_gradient_step",
     "register_pursuit",

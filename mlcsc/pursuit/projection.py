@@ -23,6 +23,7 @@ from mlcsc.dictionary import DenseDictionary
 from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.pursuit.base import LayerParameters, Pursuit, fista_momentum, forward_pass
 from mlcsc.pursuit.multilayer import MLFISTA
+from mlcsc.pursuit.nonnegative_omp import nonnegative_omp
 from mlcsc.pursuit.omp import MAX_EXPLICIT_ENTRIES, omp
 from mlcsc.pursuit.registry import register_pursuit
 
@@ -99,10 +100,12 @@ class ProjectionOMP(Pursuit):
     (:func:`~mlcsc.pursuit.omp`; a ValueError names the size when that matrix would exceed
     :data:`~mlcsc.pursuit.omp.MAX_EXPLICIT_ENTRIES`), so it suits small images whose deepest
     code is small (the lecture's MNIST model: a 784 × 1,024 matrix). The thresholds take no part
-    beyond the forward pass, and codes are signed whatever ``threshold_mode``. OMP's codes are
-    least squares on their support, hence a fixed point of :func:`refit_on_support`; ``n_iter``
-    such iterations (step ``c₁⋯c_K``) follow, which leave the codes as they are and carry the
-    gradient to the dictionaries and the input.
+    beyond the forward pass. With ``threshold_mode="soft_nonneg"`` the codes are non-negative
+    (:func:`~mlcsc.pursuit.nonnegative_omp`: positive correlations, non-negative least squares),
+    otherwise signed. OMP's codes are (non-negative) least squares on their support, hence a
+    fixed point of :func:`refit_on_support`; ``n_iter`` such iterations (step ``c₁⋯c_K``)
+    follow, which leave the codes as they are and carry the gradient to the dictionaries and
+    the input.
     """
 
     step_rules = ("chain",)
@@ -119,15 +122,17 @@ class ProjectionOMP(Pursuit):
         matrix = atoms
         if matrix is None:  # the general case: one-hot codes through the whole stack
             matrix = effective.matrix(tuple(x.shape[-2:]), max_entries=MAX_EXPLICIT_ENTRIES)
+        nonnegative = layers.mode == "soft_nonneg"
+        pursuit = nonnegative_omp if nonnegative else omp
         with torch.no_grad():
             signals = x.detach().flatten(1).to(matrix.dtype)
-            codes = omp(DenseDictionary(matrix.detach()), signals, k=n_iter).to(x.dtype)
+            codes = pursuit(DenseDictionary(matrix.detach()), signals, k=n_iter).to(x.dtype)
         if atoms is not None:  # the refit on the matrix itself: cheap, and differentiable
             operator = _MatrixOperator(matrix)
-            codes = refit_on_support(operator, x.flatten(1), codes, step, n_iter)
+            codes = refit_on_support(operator, x.flatten(1), codes, step, n_iter, nonnegative)
             return layers.rebuild(codes.view(len(x), *code_shape))
         codes = codes.view(len(x), *code_shape)
-        return layers.rebuild(refit_on_support(effective, x, codes, step, n_iter))
+        return layers.rebuild(refit_on_support(effective, x, codes, step, n_iter, nonnegative))
 
 
 class _MatrixOperator:

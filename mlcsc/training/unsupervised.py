@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mlcsc.checks import check_choice, check_number
+from mlcsc.checks import check_choice, check_flag, check_number
 from mlcsc.errors import ConfigError
 from mlcsc.learning.mlcsc_initialization import initialize_from_data_
 from mlcsc.learning.patches import extract_patches
@@ -81,6 +81,10 @@ class UnsupervisedMLCSCModule(EncoderTask):
             thresholds of the pursuit.
         filter_density: per layer, the fraction of non-zero weights each filter keeps after every
             step (``None``: dense).
+        nonnegative: keep every filter ``≥ 0`` (projected after every step; ``init="data"``
+            builds the deeper layers by non-negative OMP). With ``threshold_mode: soft_nonneg``
+            the codes are non-negative too and the model is additive: every part a sum of
+            strokes, every molecule a sum of parts, every signal a sum of molecules.
         init: ``"random"`` (the encoder's random atoms), ``"patches"``: the first-layer atoms
             are set from random patches of the first training batch before fitting
             (:meth:`initialize_from_patches_`), or ``"data"``: every layer from up to
@@ -109,6 +113,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         num_classes: int | None = None,
         lambdas: float | Sequence[float] = 0.1,
         filter_density: float | Sequence[float | None] | None = None,
+        nonnegative: bool = False,
         init: str = "random",
         init_sparsity: int = 7,
         init_samples: int = 4000,
@@ -144,6 +149,10 @@ class UnsupervisedMLCSCModule(EncoderTask):
             self.init = check_choice("init", init, INITS)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        try:
+            self.nonnegative = check_flag("nonnegative", nonnegative)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         self.init_sparsity = init_sparsity
         self.init_samples = init_samples
         self.num_classes = num_classes
@@ -154,8 +163,10 @@ class UnsupervisedMLCSCModule(EncoderTask):
 
     @torch.no_grad()
     def _project_(self) -> None:
-        """Sparse filters where asked, then unit-norm atoms."""
+        """Non-negative and sparse filters where asked, then unit-norm atoms."""
         for dictionary, density in zip(self.encoder.dictionaries, self.filter_density, strict=True):
+            if self.nonnegative:
+                dictionary.weight.clamp_(min=0)
             if density is not None and density < 1:
                 dictionary.sparsify_filters_(density)
             dictionary.normalize_()
@@ -197,7 +208,9 @@ class UnsupervisedMLCSCModule(EncoderTask):
             if taken >= self.init_samples:
                 break
         images = torch.cat(batches)[: self.init_samples]
-        initialize_from_data_(self.encoder, images, self.init_sparsity)
+        initialize_from_data_(
+            self.encoder, images, self.init_sparsity, nonnegative=self.nonnegative
+        )
         self._project_()
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -227,7 +240,6 @@ class UnsupervisedMLCSCModule(EncoderTask):
             error = (x - reconstruction).flatten(1).norm(dim=1)
             relative = (error / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
         return objective.mean(), data_term.mean().detach(), codes, relative
-        return objective, data_term, codes, relative
 
     def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -72,3 +72,34 @@ def test_projection_refit_keeps_the_support_and_reconstructs_better(mode):
     assert inside.abs().max() < 1e-3 * gradient.abs().max()
     refitted.sum().backward()  # differentiable in the filters
     assert refit.dictionaries[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("mode", ["soft", "soft_nonneg"])
+def test_projection_omp_is_omp_on_the_effective_dictionary(mode):
+    """Signed codes are OMP's on the explicit D_eff, non-negative ones non-negative OMP's; the
+    intermediate codes are rebuilt from the deepest and the codes carry gradients."""
+    from mlcsc.effective_dictionary import EffectiveDictionary
+    from mlcsc.pursuit import nonnegative_omp, omp
+
+    torch.manual_seed(0)
+    layers = [(6, 5, 2, 0), (10, 3, 1, 0), (12, 3, 1, 0)]  # 13×13 → 5×5 → 3×3 → 1×1
+    model = MLCSC(1, layers, pursuit="projection_omp", n_iter=3, threshold_mode=mode).double()
+    if mode == "soft_nonneg":
+        with torch.no_grad():
+            for dictionary in model.dictionaries:
+                dictionary.weight.abs_()
+    x = torch.rand(5, 1, 13, 13, dtype=torch.float64)
+    codes = model(x, return_all=True)
+    sizes = model.layer_sizes((13, 13))
+    effective = EffectiveDictionary(list(model.dictionaries), sizes[:-1])
+    matrix = DenseDictionary(effective.matrix((13, 13)).detach())
+    pursuit = nonnegative_omp if mode == "soft_nonneg" else omp
+    expected = pursuit(matrix, x.flatten(1), k=3)
+    torch.testing.assert_close(codes[-1].flatten(1), expected, atol=1e-6, rtol=0)
+    if mode == "soft_nonneg":
+        assert (codes[-1] >= 0).all()
+    for j in (1, 2):  # Γ_{j} = D_{j+1}Γ_{j+1}
+        rebuilt = model.dictionaries[j].synthesize(codes[j], sizes[j])
+        torch.testing.assert_close(codes[j - 1], rebuilt)
+    codes[-1].sum().backward()
+    assert all(d.weight.grad is not None for d in model.dictionaries)
