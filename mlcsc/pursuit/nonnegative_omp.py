@@ -27,7 +27,7 @@ from torch import Tensor
 from mlcsc.checks import check_int
 from mlcsc.pursuit._validation import check_dictionary, check_sparsity
 from mlcsc.pursuit.base import fista_momentum
-from mlcsc.pursuit.omp import explicit_matrix
+from mlcsc.pursuit.omp import explicit_problem
 
 __all__ = ["nonnegative_omp", "nonnegative_least_squares"]
 
@@ -87,12 +87,8 @@ def nonnegative_omp(dictionary, y: Tensor, k: int, refit_iter: int = 100) -> Ten
     k = check_sparsity(k, dictionary, y)
     refit_iter = check_int("refit_iter", refit_iter, 1)
     with torch.no_grad():
-        dtype = y.dtype
-        work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-        matrix = explicit_matrix(dictionary, dictionary.signal_size(y)).to(work)
-        signals = y.detach().reshape(y.shape[0], matrix.shape[0]).to(work)
-        codes = _greedy(matrix, signals, k, refit_iter)
-        return codes.to(dtype).view(y.shape[0], *dictionary.code_shape(y))
+        codes = _greedy(*explicit_problem(dictionary, y), k, refit_iter)
+        return codes.to(y.dtype).view(y.shape[0], *dictionary.code_shape(y))
 
 
 def _greedy(matrix: Tensor, signals: Tensor, k: int, refit_iter: int) -> Tensor:

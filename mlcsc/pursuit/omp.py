@@ -112,15 +112,22 @@ def omp(
         tol = check_number("tol", tol, 0.0, allow_inf=True)
     with torch.no_grad():
         dtype = y.dtype
-        work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-        matrix = explicit_matrix(dictionary, dictionary.signal_size(y)).to(work)
-        signals = y.detach().reshape(y.shape[0], matrix.shape[0]).to(work)
+        matrix, signals = explicit_problem(dictionary, y)
         sparse = batch_omp(matrix, signals, k, tol)
         code_shape = dictionary.code_shape(y)
         codes = sparse.to_dense(matrix.shape[1]).to(dtype).view(y.shape[0], *code_shape)
     if return_sparse:
         return codes, SparseCodes(sparse.indices, sparse.values.to(dtype), sparse.counts)
     return codes
+
+
+def explicit_problem(dictionary, y: Tensor) -> tuple[Tensor, Tensor]:
+    """The explicit matrix ``(n, N)`` of ``dictionary`` for the signals ``y`` and the signals
+    flattened ``(B, n)``, detached, both in ``y``'s dtype when it is float32/float64 and in
+    float32 otherwise (the working precision of the explicit-matrix pursuits)."""
+    work = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float32
+    matrix = explicit_matrix(dictionary, dictionary.signal_size(y)).to(work)
+    return matrix, y.detach().reshape(y.shape[0], matrix.shape[0]).to(work)
 
 
 def explicit_matrix(dictionary, input_size: tuple[int, int] | None = None) -> Tensor:
