@@ -26,7 +26,7 @@ from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.pursuit.nonnegative_omp import nonnegative_omp
 from mlcsc.pursuit.omp import omp
 
-__all__ = ["initialize_from_data_", "spherical_kmeans"]
+__all__ = ["initialize_filters_", "initialize_from_data_", "spherical_kmeans", "window_size"]
 
 
 def spherical_kmeans(
@@ -102,23 +102,65 @@ def initialize_from_data_(
     centroids = spherical_kmeans(patches, atoms, kmeans_iter, generator)
     first.weight.copy_((centroids.clamp_min(0) if nonnegative else centroids).view_as(first.weight))
     first.normalize_()
-    pursuit = nonnegative_omp if nonnegative else omp
     for j in range(1, len(dictionaries)):
-        layer = dictionaries[j]
-        size = encoder.effective_atoms(j + 1).shape[-1]  # the window layer j's atoms span
-        sizes = [(size, size)]
-        for below in dictionaries[: j - 1]:
-            sizes.append(below.code_shape(torch.zeros(1, below.in_channels, *sizes[-1]))[1:])
-        chain = EffectiveDictionary(dictionaries[:j], sizes)
-        matrix = chain.matrix((size, size))  # (C·size², m_{j−1}·k_j²)
-        if matrix.shape[1] != layer.weight[0].numel():
-            raise ValueError(
-                f"layer {j + 1} does not chain: its {tuple(layer.weight.shape[1:])} filters do "
-                f"not match the {matrix.shape[1]} codes of the layers below on a {size}×{size} "
-                "window"
-            )
-        count = layer.weight.shape[0]
-        windows = _windows(images, size, count, generator, required=count)
-        codes = pursuit(DenseDictionary(matrix), windows, k=min(sparsity, matrix.shape[1]))
-        layer.weight.copy_(codes.view_as(layer.weight))
-        layer.normalize_()
+        count = dictionaries[j].weight.shape[0]
+        windows = _windows(images, window_size(encoder, j), count, generator, required=count)
+        initialize_filters_(encoder, j, windows, sparsity=sparsity, nonnegative=nonnegative)
+
+
+def window_size(encoder, j: int) -> int:
+    """The side of the signal window that a filter of layer ``j + 1`` (0-based ``j``) spans:
+    its effective atom's."""
+    return encoder.effective_atoms(j + 1).shape[-1]
+
+
+@torch.no_grad()
+def initialize_filters_(
+    encoder,
+    j: int,
+    windows: Tensor,
+    indices: Tensor | None = None,
+    sparsity: int = 7,
+    nonnegative: bool = False,
+) -> None:
+    """Set filters of layer ``j + 1`` (0-based ``j ≥ 1``) of an :class:`~mlcsc.MLCSC` encoder,
+    in place, to the ``sparsity``-sparse (non-negative) OMP codes of signal ``windows`` over the
+    effective dictionary of the layers below, normalised: each new effective atom is the best
+    ``sparsity``-term approximation of its window.
+
+    Args:
+        encoder: the ML-CSC encoder (layer ``j + 1`` must chain with the layers below).
+        j: 0-based index of the layer, ``1 ≤ j < num_layers``.
+        windows: ``(n, C·s·s)`` flattened windows of side :func:`window_size`, one per filter.
+        indices: the filters to set (``n`` of them; default: the first ``n``).
+        sparsity: non-zeros of each filter, ``≥ 1``.
+        nonnegative: non-negative OMP (:func:`~mlcsc.pursuit.nonnegative_omp`).
+
+    Raises:
+        ValueError: layers that do not chain, or a window count that does not match.
+    """
+    sparsity = check_int("sparsity", sparsity, 1)
+    dictionaries = list(encoder.dictionaries)
+    layer = dictionaries[j]
+    size = window_size(encoder, j)
+    sizes = [(size, size)]
+    for below in dictionaries[: j - 1]:
+        sizes.append(below.code_shape(torch.zeros(1, below.in_channels, *sizes[-1]))[1:])
+    chain = EffectiveDictionary(dictionaries[:j], sizes)
+    matrix = chain.matrix((size, size))  # (C·size², m_{j−1}·k_j²)
+    if matrix.shape[1] != layer.weight[0].numel():
+        raise ValueError(
+            f"layer {j + 1} does not chain: its {tuple(layer.weight.shape[1:])} filters do "
+            f"not match the {matrix.shape[1]} codes of the layers below on a {size}×{size} "
+            "window"
+        )
+    if indices is None:
+        indices = torch.arange(len(windows), device=layer.weight.device)
+    if len(indices) != len(windows):
+        raise ValueError(f"{len(indices)} filters to set need as many windows, got {len(windows)}")
+    pursuit = nonnegative_omp if nonnegative else omp
+    codes = pursuit(DenseDictionary(matrix), windows, k=min(sparsity, matrix.shape[1]))
+    weight = layer.weight
+    weight[indices] = codes.to(weight.dtype).view(len(indices), *weight.shape[1:])
+    norms = weight[indices].flatten(1).norm(dim=1).clamp_min(1e-12)
+    weight[indices] = weight[indices] / norms.view(-1, *[1] * (weight.ndim - 1))

@@ -28,11 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from mlcsc.checks import check_choice, check_flag, check_number
+from mlcsc.checks import check_choice, check_flag, check_int, check_number
 from mlcsc.errors import ConfigError
-from mlcsc.learning.mlcsc_initialization import initialize_from_data_
+from mlcsc.learning.mlcsc_initialization import (
+    initialize_filters_,
+    initialize_from_data_,
+    window_size,
+)
 from mlcsc.learning.patches import extract_patches
 from mlcsc.nn import MLCSC
 from mlcsc.pursuit.multilayer import multilayer_bp_objective
@@ -93,6 +98,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
             (:func:`~mlcsc.learning.mlcsc_initialization.initialize_from_data_`); neither when
             resuming from a checkpoint.
         init_sparsity, init_samples: see ``init="data"``.
+        replace_rare: at the end of every training epoch but the last, each deepest atom that
+            the pursuit used fewer than this many times in the epoch is rebuilt, as at
+            ``init="data"``, from one of the epoch's worst-reconstructed training signals (the
+            ``init_sparsity``-sparse code of its window over the layers below), as K-SVD
+            replaces unused atoms (0: never).
         probe, probe_iterations, probe_max_samples: after training, a linear classifier on the
             frozen deepest codes (:func:`~mlcsc.training.linear_probe.linear_probe`).
 
@@ -117,6 +127,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         init: str = "random",
         init_sparsity: int = 7,
         init_samples: int = 4000,
+        replace_rare: int = 0,
         probe: bool = True,
         probe_iterations: int = 100,
         probe_max_samples: int | None = None,
@@ -155,6 +166,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
             raise ConfigError(str(error)) from None
         self.init_sparsity = init_sparsity
         self.init_samples = init_samples
+        try:
+            self.replace_rare = check_int("replace_rare", replace_rare, 0)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        self._reset_usage()
         self.num_classes = num_classes
         self.probe = probe
         self.probe_iterations = int(probe_iterations)
@@ -238,8 +254,10 @@ class UnsupervisedMLCSCModule(EncoderTask):
         )
         with torch.no_grad():
             error = (x - reconstruction).flatten(1).norm(dim=1)
-            relative = (error / x.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
-        return objective.mean(), data_term.mean().detach(), codes, relative
+            relative = error / x.flatten(1).norm(dim=1).clamp_min(1e-12)
+        if self.training and self.replace_rare:
+            self._track_usage(x, codes[-1], relative)
+        return objective.mean(), data_term.mean().detach(), codes, relative.mean()
 
     def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -259,7 +277,60 @@ class UnsupervisedMLCSCModule(EncoderTask):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self._project_()
 
+    # ----------------------------------------------------------- replacing rarely used atoms
+    def _reset_usage(self) -> None:
+        self._usage: Tensor | None = None  # (m_K,) uses of each deepest atom this epoch
+        self._worst: tuple[Tensor, Tensor] | None = None  # (errors (n,), signals (n, C, H, W))
+
+    @torch.no_grad()
+    def _track_usage(self, x: Tensor, gamma: Tensor, relative: Tensor) -> None:
+        """Count the deepest atoms' uses and keep the worst-reconstructed signals of the epoch
+        (as many as there are deepest atoms)."""
+        usage = (gamma != 0).transpose(0, 1).flatten(1).sum(1)
+        self._usage = usage if self._usage is None else self._usage + usage
+        errors, signals = relative.detach(), x.detach()
+        if self._worst is not None:
+            errors = torch.cat([self._worst[0], errors])
+            signals = torch.cat([self._worst[1], signals])
+        keep = errors.topk(min(len(errors), len(usage))).indices
+        self._worst = (errors[keep], signals[keep])
+
+    @torch.no_grad()
+    def _replace_rare_atoms(self) -> int:
+        """Rebuild the deepest atoms used fewer than ``replace_rare`` times (see ``__init__``);
+        the same on every process (counts summed, the windows of process 0). Returns how many."""
+        usage, worst = self._usage, self._worst
+        self._reset_usage()
+        if usage is None or worst is None:
+            return 0
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if strategy is not None and self.trainer.world_size > 1:
+            usage = strategy.reduce(usage.float(), reduce_op="sum")
+        rare = (usage < self.replace_rare).nonzero().flatten()
+        depth = self.encoder.num_layers - 1
+        size = window_size(self.encoder, depth)
+        # one window per signal, the worst-reconstructed first: its highest-energy window
+        signals = worst[1][worst[0].argsort(descending=True)]
+        windows = F.unfold(signals, size).transpose(1, 2)  # (n, positions, C·size²)
+        best = windows.norm(dim=2).argmax(dim=1)
+        windows = windows[torch.arange(len(windows), device=windows.device), best]
+        rare = rare[: len(windows)]
+        if strategy is not None and self.trainer.world_size > 1:
+            windows = strategy.broadcast(windows[: len(rare)], src=0)
+        if len(rare):
+            initialize_filters_(
+                self.encoder, depth, windows[: len(rare)], rare, self.init_sparsity,
+                self.nonnegative,
+            )  # fmt: skip
+            self._project_()
+        return len(rare)
+
     def on_train_epoch_end(self) -> None:
+        last = self.trainer.max_epochs or 0
+        if self.replace_rare and (last <= 0 or self.current_epoch < last - 1):
+            replaced = self._replace_rare_atoms()
+            self.log_epoch_values({f"dictionary/layer{self.encoder.num_layers}_replaced": replaced})
+        self._reset_usage()
         sparsity = dictionary_sparsity(self.encoder)
         self.log_epoch_values(
             {f"dictionary/layer{j}_zeros_pct": value for j, value in enumerate(sparsity, 1)}
