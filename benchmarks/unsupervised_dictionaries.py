@@ -246,7 +246,7 @@ def ksvd_rows(args, train, train_y, test, test_y, report: Report) -> None:
         f"K-SVD: training RMSE {result.errors[0]:.4f} after the first iteration, "
         f"{result.errors[-1]:.4f} after the last ({args.iterations}); atoms replaced per "
         f"iteration {result.replaced}; {used} of {args.atoms} atoms used by the training codes. "
-        "Its time includes OMP coding of the training and test digits in the final dictionary."
+        "Its time includes OMP coding of the training and test signals in the final dictionary."
     )
     report.save(most_used_first(atoms, train_codes), "ksvd_atoms_most_used.png")
 

@@ -16,6 +16,8 @@ sparse combinations of the shallower atoms):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -73,7 +75,7 @@ def initialize_from_data_(
     sparsity: int = 7,
     generator: torch.Generator | None = None,
     kmeans_iter: int = 20,
-    nonnegative: bool = False,
+    nonnegative: bool | Sequence[bool] = False,
 ) -> None:
     """Set every dictionary of an :class:`~mlcsc.MLCSC` ``encoder`` from ``images``, in place
     (see the module docstring); the atoms are normalised.
@@ -85,9 +87,10 @@ def initialize_from_data_(
         sparsity: non-zeros of each deeper filter (its OMP code), ``≥ 1``.
         generator: random draws of the k-means start and of the windows.
         kmeans_iter: spherical k-means iterations for ``D₁``.
-        nonnegative: non-negative filters: ``D₁``'s centroids clipped at zero and the deeper
-            filters as non-negative OMP codes (:func:`~mlcsc.pursuit.nonnegative_omp`), so
-            every effective atom is a sum of the atoms below.
+        nonnegative: non-negative filters, per layer (or one for all): ``D₁``'s centroids
+            clipped at zero, a deeper layer's filters as non-negative OMP codes
+            (:func:`~mlcsc.pursuit.nonnegative_omp`), so that its effective atoms are sums of
+            the atoms below.
 
     Raises:
         ValueError: images that do not fit the encoder, too few non-empty windows, or layers
@@ -96,16 +99,20 @@ def initialize_from_data_(
     encoder.validate_input(images)
     sparsity = check_int("sparsity", sparsity, 1)
     dictionaries = list(encoder.dictionaries)
+    if isinstance(nonnegative, bool):
+        nonnegative = [nonnegative] * len(dictionaries)
     first = dictionaries[0]
     atoms, channels, kernel, _ = first.weight.shape
     patches = _windows(images, kernel, 200_000, generator, required=atoms)
     centroids = spherical_kmeans(patches, atoms, kmeans_iter, generator)
-    first.weight.copy_((centroids.clamp_min(0) if nonnegative else centroids).view_as(first.weight))
+    first.weight.copy_(
+        (centroids.clamp_min(0) if nonnegative[0] else centroids).view_as(first.weight)
+    )
     first.normalize_()
     for j in range(1, len(dictionaries)):
         count = dictionaries[j].weight.shape[0]
         windows = _windows(images, window_size(encoder, j), count, generator, required=count)
-        initialize_filters_(encoder, j, windows, sparsity=sparsity, nonnegative=nonnegative)
+        initialize_filters_(encoder, j, windows, sparsity=sparsity, nonnegative=nonnegative[j])
 
 
 def window_size(encoder, j: int) -> int:

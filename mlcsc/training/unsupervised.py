@@ -86,10 +86,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
             thresholds of the pursuit.
         filter_density: per layer, the fraction of non-zero weights each filter keeps after every
             step (``None``: dense).
-        nonnegative: keep every filter ``≥ 0`` (projected after every step; ``init="data"``
-            builds the deeper layers by non-negative OMP). With ``threshold_mode: soft_nonneg``
-            the codes are non-negative too and the model is additive: every part a sum of
-            strokes, every molecule a sum of parts, every signal a sum of molecules.
+        nonnegative: per layer (or one for all), keep the filters ``≥ 0`` (projected after
+            every step; ``init="data"`` builds such a deeper layer by non-negative OMP). With
+            non-negative D₂…D_K and ``threshold_mode: soft_nonneg`` every code is non-negative
+            and the model is additive: every part a sum of strokes, every molecule a sum of
+            parts, every signal a sum of molecules.
         init: ``"random"`` (the encoder's random atoms), ``"patches"``: the first-layer atoms
             are set from random patches of the first training batch before fitting
             (:meth:`initialize_from_patches_`), or ``"data"``: every layer from up to
@@ -123,7 +124,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         num_classes: int | None = None,
         lambdas: float | Sequence[float] = 0.1,
         filter_density: float | Sequence[float | None] | None = None,
-        nonnegative: bool = False,
+        nonnegative: bool | Sequence[bool] = False,
         init: str = "random",
         init_sparsity: int = 7,
         init_samples: int = 4000,
@@ -161,7 +162,13 @@ class UnsupervisedMLCSCModule(EncoderTask):
         except ValueError as error:
             raise ConfigError(str(error)) from None
         try:
-            self.nonnegative = check_flag("nonnegative", nonnegative)
+            several = hasattr(nonnegative, "__len__") and not isinstance(nonnegative, str)
+            flags = list(nonnegative) if several else [nonnegative] * count
+            if len(flags) != count:
+                raise ValueError(
+                    f"nonnegative needs one value per layer ({count}), got {len(flags)}"
+                )
+            self.nonnegative = [check_flag("nonnegative", flag) for flag in flags]
         except ValueError as error:
             raise ConfigError(str(error)) from None
         self.init_sparsity = init_sparsity
@@ -180,8 +187,9 @@ class UnsupervisedMLCSCModule(EncoderTask):
     @torch.no_grad()
     def _project_(self) -> None:
         """Non-negative and sparse filters where asked, then unit-norm atoms."""
-        for dictionary, density in zip(self.encoder.dictionaries, self.filter_density, strict=True):
-            if self.nonnegative:
+        layers = zip(self.encoder.dictionaries, self.filter_density, self.nonnegative, strict=True)
+        for dictionary, density, nonnegative in layers:
+            if nonnegative:
                 dictionary.weight.clamp_(min=0)
             if density is not None and density < 1:
                 dictionary.sparsify_filters_(density)
@@ -320,7 +328,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         if len(rare):
             initialize_filters_(
                 self.encoder, depth, windows[: len(rare)], rare, self.init_sparsity,
-                self.nonnegative,
+                self.nonnegative[depth],
             )  # fmt: skip
             self._project_()
         return len(rare)

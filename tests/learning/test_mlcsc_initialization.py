@@ -66,3 +66,16 @@ def test_layers_that_do_not_chain_and_too_few_windows_are_refused():
     many = MLCSC(1, [(400, 3, 2, 0)]).double()
     with pytest.raises(ValueError, match="needs at least 400 non-empty 3×3 windows"):
         initialize_from_data_(many, images[:1])
+
+
+def test_nonnegative_layers_are_nonnegative_codes_of_their_windows():
+    generator = torch.Generator().manual_seed(2)
+    images = _planted_images(generator)
+    encoder = MLCSC(1, [(5, 3, 2, 0), (8, 3, 1, 0)]).double()
+    initialize_from_data_(
+        encoder, images, sparsity=4, generator=generator, nonnegative=[False, True]
+    )
+    d1, d2 = encoder.dictionaries
+    assert (d1.weight < 0).any()  # k-means centroids of signed planted signals, kept signed
+    assert (d2.weight >= 0).all() and ((d2.weight != 0).flatten(1).sum(1) <= 4).all()
+    assert torch.allclose(d2.atom_norms(), torch.ones(8, dtype=torch.float64))

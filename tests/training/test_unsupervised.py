@@ -51,13 +51,14 @@ def test_mnist_experiment_runs_and_writes_the_lecture_figures(tmp_path):
     assert 0.0 <= summary["accuracy"] <= 1.0  # the linear probe on the frozen codes
     assert summary["objective"] > 0
     # sparse filters as the lecture's: 7 of the 800 weights of a D₂ filter, 6 of 6,272 of D₃;
-    # non-negative D₁ (patches of non-negative pixels, clipped at zero after every step)
+    # non-negative D₂ and D₃ (clipped at zero after every step), signed D₁
     d1, d2, d3 = summary["dictionary_sparsity"]
     assert d2 == pytest.approx(99.125) and d3 == pytest.approx(99.904, abs=1e-3)
     checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     module = UnsupervisedMLCSCModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
-    assert all((d.weight >= 0).all() for d in module.encoder.dictionaries)
+    d1, d2, d3 = module.encoder.dictionaries
+    assert (d2.weight >= 0).all() and (d3.weight >= 0).all()
     figures = tmp_path / "figures"
     names = sorted(p.name for p in figures.glob("*.png"))
     assert names == [
@@ -268,6 +269,9 @@ def test_learning_recovers_planted_first_layer_atoms(single_thread):
         ("task.lambdas=[0.1,0.1]", "one value per layer"),
         ("task._target_=mlcsc.training.ClusteringModule", "task .*ClusteringModule"),
         ("task.init=kmeans", "init must be one of random, patches, data; got 'kmeans'"),
+        ("task.nonnegative=[true,false]", "nonnegative needs one value per layer \\(3\\), got 2"),
+        ("task.nonnegative=yes", "nonnegative must be True or False, got 'yes'"),
+        ("task.replace_rare=-1", "replace_rare must be"),
     ],
 )
 def test_invalid_unsupervised_config_fails_before_training(tmp_path, override, message):
