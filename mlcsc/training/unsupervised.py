@@ -55,24 +55,26 @@ def dictionary_sparsity(encoder: MLCSC) -> list[float]:
     return [100.0 * float((d.weight.detach() == 0).float().mean()) for d in encoder.dictionaries]
 
 
-def _per_layer(name: str, values, count: int, low_open: bool, allow_none: bool) -> list:
-    """One value per layer from a scalar (or ``None``) or a list, each checked."""
-    if values is None or isinstance(values, (int, float)):
+def _per_layer(name: str, values, count: int, check) -> list:
+    """One value per layer from a scalar (or ``None``) or a list, each passed through
+    ``check(name, value)``; a wrong count or a refused value is a :class:`ConfigError`."""
+    if not hasattr(values, "__len__") or isinstance(values, str):
         values = [values] * count
     values = list(values)
     if len(values) != count:
         raise ConfigError(f"{name} needs one value per layer ({count}), got {len(values)}")
     try:
-        return [
-            None
-            if value is None and allow_none
-            else check_number(
-                name, value, 0.0, 1.0 if low_open else float("inf"), low_open=low_open
-            )
-            for value in values
-        ]
+        return [check(name, value) for value in values]
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def _ell1_weight(name: str, value) -> float:
+    return check_number(name, value, 0.0)
+
+
+def _density(name: str, value) -> float | None:
+    return None if value is None else check_number(name, value, 0.0, 1.0, low_open=True)
 
 
 class UnsupervisedMLCSCModule(EncoderTask):
@@ -147,10 +149,9 @@ class UnsupervisedMLCSCModule(EncoderTask):
                 f"got {type(self.encoder).__name__}"
             )
         count = self.encoder.num_layers
-        self.lambdas = _per_layer("lambdas", lambdas, count, low_open=False, allow_none=False)
-        self.filter_density = _per_layer(
-            "filter_density", filter_density, count, low_open=True, allow_none=True
-        )
+        self.lambdas = _per_layer("lambdas", lambdas, count, _ell1_weight)
+        self.filter_density = _per_layer("filter_density", filter_density, count, _density)
+        self.nonnegative = _per_layer("nonnegative", nonnegative, count, check_flag)
         # the pursuit's thresholds are the λ_i of the objective: fixed, not learned
         with torch.no_grad():
             for beta, value in zip(self.encoder.thresholds, self.lambdas, strict=True):
@@ -159,16 +160,6 @@ class UnsupervisedMLCSCModule(EncoderTask):
             parameter.requires_grad_(False)
         try:
             self.init = check_choice("init", init, INITS)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        try:
-            several = hasattr(nonnegative, "__len__") and not isinstance(nonnegative, str)
-            flags = list(nonnegative) if several else [nonnegative] * count
-            if len(flags) != count:
-                raise ValueError(
-                    f"nonnegative needs one value per layer ({count}), got {len(flags)}"
-                )
-            self.nonnegative = [check_flag("nonnegative", flag) for flag in flags]
         except ValueError as error:
             raise ConfigError(str(error)) from None
         self.init_sparsity = init_sparsity
