@@ -184,11 +184,17 @@ def forward_pass(layers: LayerParameters, x: Tensor, analysis: Sequence | None =
 
 
 def gradient_step(
-    layers: LayerParameters, j: int, point: Tensor, signal: Tensor, scale=1.0
+    layers: LayerParameters,
+    j: int,
+    point: Tensor,
+    signal: Tensor,
+    scale=1.0,
+    synthesized: Tensor | None = None,
 ) -> Tensor:
     """One proximal-gradient step of layer ``j`` (0-based) at ``point`` towards ``signal``:
     ``T(Γ̂_j − c_j·B_jᵀ(D_jΓ̂_j − Γ_{j−1}), s·β_j)`` with ``s = scale``
-    (:func:`~mlcsc.pursuit.proximal_gradient_step` on that layer)."""
+    (:func:`~mlcsc.pursuit.proximal_gradient_step` on that layer); ``synthesized`` is
+    ``D_jΓ̂_j`` when the caller already has it."""
     return proximal_gradient_step(
         layers.dictionaries[j],
         point,
@@ -198,6 +204,7 @@ def gradient_step(
         layers.mode,
         layers.analysis[j],
         threshold_step=scale,
+        synthesized=synthesized,
     )
 
 

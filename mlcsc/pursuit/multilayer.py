@@ -12,6 +12,11 @@ iteration first rebuilds the intermediate codes from it, ``Γ̂_{K−1} = D_KΓ_
     Γ₁ ← T_{s₁β₁}(Γ̂₁ − c₁D₁ᵀ(D₁Γ̂₁ − Y)),
     Γ_j ← T_{s_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1})),   j = 2…K.
 
+For ``j ≥ 2`` the product ``D_jΓ̂_j`` *is* the rebuilt ``Γ̂_{j−1}``, so an iteration costs 2K
+convolution-sized operators (K − 1 syntheses to rebuild, ``D₁Γ̂₁``, and one adjoint per layer)
+instead of the 3K − 1 of the equations as written: 6 instead of 8 for three layers, with the
+same result and gradients.
+
 **Steps from the operators they act on.** With ``β₁ = … = β_{K−1} = 0`` and
 signed codes, expanding the layer updates (each ``D_jΓ̂_j`` is the rebuilt ``Γ̂_{j−1}``) gives
 
@@ -121,7 +126,9 @@ class MLISTA(Pursuit):
             signal = x
             codes = []
             for j in range(layers.num_layers):  # one step per layer, from the input upward
-                signal = gradient_step(layers, j, rebuilt[j], signal, scales[j])
+                # D_jΓ̂_j is the rebuilt Γ̂_{j−1} for j ≥ 2: 2K convolutions per iteration
+                synthesized = rebuilt[j - 1] if j > 0 else None
+                signal = gradient_step(layers, j, rebuilt[j], signal, scales[j], synthesized)
                 codes.append(signal)
             previous, gamma = gamma, codes[-1]
         return codes

@@ -38,6 +38,7 @@ def proximal_gradient_step(
     mode: str = "soft",
     analysis=None,
     threshold_step: Tensor | float | None = None,
+    synthesized: Tensor | None = None,
 ) -> Tensor:
     """One ISTA step ``T_{c·λ}(Γ − c·Bᵀ(DΓ − y))`` with ``B = D`` unless ``analysis`` is given.
 
@@ -51,8 +52,13 @@ def proximal_gradient_step(
         analysis: optional analysis dictionary ``B`` (untied weights, as in LISTA).
         threshold_step: the step that scales the threshold when it differs from ``step``
             (the compound step of a deeper layer in ML-ISTA).
+        synthesized: ``DΓ`` when the caller already has it (ML-ISTA's rebuilt codes), which
+            saves one synthesis.
     """
-    residual = dictionary.residual(codes, y)  # DΓ − y, shaped like y
+    if synthesized is None:
+        residual = dictionary.residual(codes, y)  # DΓ − y, shaped like y
+    else:
+        residual = synthesized - y
     gradient = (analysis or dictionary).analyze(residual)  # shaped like codes
     scale = step if threshold_step is None else threshold_step
     return threshold(codes - step * gradient, _scale(scale, lam), mode)

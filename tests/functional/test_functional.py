@@ -218,6 +218,34 @@ def test_conv_synthesis_is_adjoint_of_conv_analysis():
     assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
 
 
+@pytest.mark.parametrize("stride", [1, 3])
+def test_single_position_convolutions_are_matrix_products_with_the_same_gradients(stride):
+    # a code of spatial size 1×1 (the last layer of the MNIST stack) takes the matrix-product
+    # path; it must be the convolution itself, values and gradients, and stay its adjoint
+    weight = torch.randn(6, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    codes = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+    inputs = (x, codes, weight)
+    fast = [conv_analysis(x, weight, stride), conv_synthesis(codes, weight, stride)]
+    plain = [
+        torch.nn.functional.conv2d(x, weight, stride=stride),
+        torch.nn.functional.conv_transpose2d(codes, weight, stride=stride),
+    ]
+    for a, b in zip(fast, plain, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        probe = torch.randn_like(b)
+        got = torch.autograd.grad((a * probe).sum(), inputs, allow_unused=True)
+        want = torch.autograd.grad((b * probe).sum(), inputs, allow_unused=True)
+        for g, w in zip(got, want, strict=True):
+            assert (g is None) == (w is None)
+            if w is not None:
+                torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    assert conv_synthesis(codes, weight, stride, output_size=(4, 4)).shape == (5, 3, 4, 4)
+    assert torch.autograd.gradcheck(lambda c, w: conv_synthesis(c, w, stride), (codes, weight))
+    assert torch.autograd.gradcheck(lambda v, w: conv_analysis(v, w, stride), (x, weight))
+
+
 def test_conv_synthesis_default_size_is_smallest_consistent_size():
     weight = torch.randn(3, 1, 5, 5)
     codes = torch.randn(1, 3, 4, 6)
