@@ -26,6 +26,7 @@ from mlcsc.functional import (
     conv_lipschitz_bound,
     conv_output_size,
     conv_synthesis,
+    lanczos_step,
     largest_eigenvalue,
     operator_matrix,
 )
@@ -219,6 +220,31 @@ class Dictionary(nn.Module):
         )
         self._power_vector = vector.detach()
         return value.detach()
+
+    @torch.no_grad()
+    def track_lipschitz(self, input_size: tuple[int, ...] | None = None) -> Tensor:
+        """Refine the last :meth:`lipschitz` estimate by one sync-free Lanczos step
+        (:func:`~mlcsc.functional.lanczos_step`, two applications of ``DᵀD``) from its vector.
+
+        For training steps, where the atoms move a little between calls: no host
+        synchronisation and no data-dependent branch, so it runs inside ``torch.compile``'d
+        code. Without a previous vector of the right shape it starts from a fixed
+        quasi-random one (call :meth:`lipschitz` first for a converged estimate).
+
+        Returns:
+            A 0-d tensor (detached): a Rayleigh quotient, never above ``‖D‖₂²``.
+        """
+        shape = self._code_shape(input_size)
+        w = self.weight
+        v = getattr(self, "_power_vector", None)
+        if v is None or tuple(v.shape) != shape:
+            count = math.prod(shape)
+            golden = torch.arange(1, count + 1, dtype=w.dtype, device=w.device) * 0.6180339887
+            v = (golden - golden.floor() - 0.5).view(shape)
+        probe = self._probe_size(input_size)
+        value, vector = lanczos_step(lambda u: self.analyze(self.synthesize(u, probe)), v)
+        self._power_vector = vector
+        return value
 
     # ------------------------------------------------------------------------------- the atoms
     @torch.no_grad()

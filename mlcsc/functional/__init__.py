@@ -8,7 +8,7 @@ from mlcsc.functional.conv import (
     conv_transpose_output_size,
 )
 from mlcsc.functional.linear import operator_matrix
-from mlcsc.functional.power_iteration import largest_eigenvalue, power_iteration
+from mlcsc.functional.power_iteration import lanczos_step, largest_eigenvalue, power_iteration
 from mlcsc.functional.spectral import conv_lipschitz_bound, polyphase_filters
 from mlcsc.functional.thresholds import (
     THRESHOLD_MODES,
@@ -28,6 +28,7 @@ __all__ = [
     "conv_transpose_output_size",
     "hard_threshold",
     "largest_eigenvalue",
+    "lanczos_step",
     "operator_matrix",
     "polyphase_filters",
     "power_iteration",

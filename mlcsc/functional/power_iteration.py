@@ -19,7 +19,7 @@ from torch import Tensor
 
 from mlcsc.checks import check_int
 
-__all__ = ["largest_eigenvalue", "power_iteration"]
+__all__ = ["largest_eigenvalue", "lanczos_step", "power_iteration"]
 
 #: a linear operator ``v ↦ Av`` on tensors
 Operator = Callable[[Tensor], Tensor]
@@ -194,3 +194,51 @@ def _thick_restart(
     projection[keep, :keep] = coupling
     projection[:keep, keep] = 0  # filled by the next expansion (it equals the coupling row)
     return keep
+
+
+@torch.no_grad()
+def lanczos_step(operator: Operator, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Refine an estimate of ``λ_max``: Rayleigh–Ritz on ``span{v, Av}`` (two applications).
+
+    With ``v`` of unit norm, ``α = vᵀAv``, ``r = Av − αv``, ``β = ‖r‖``, ``q = r/β`` and
+    ``γ = qᵀAq``, the projection of the operator is ``[[α, β], [β, γ]]``, whose largest
+    eigenvalue ``θ = α + √(h² + β²) − h`` with ``h = (α − γ)/2`` (computed without
+    cancellation) is a Rayleigh quotient (``≤ λ_max``, and
+    never below ``α`` or a power-iteration step from ``v``) with Ritz vector ``∝ βv + (θ − α)q``.
+    The result is a tensor computation without branches or host synchronisation, so it can run
+    inside ``torch.compile``'d code and on an accelerator at every training step: warm-started
+    from the last vector, it tracks the norm of a dictionary that moves a little per step.
+
+    Args:
+        operator: ``v ↦ Av`` for a self-adjoint positive semi-definite ``A``.
+        v: the current vector (any shape the operator accepts; normalised here).
+
+    Returns:
+        ``(θ, vector)``: a 0-d tensor and the unit Ritz vector shaped like ``v``.
+
+    >>> A = torch.diag(torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64))
+    >>> value, vector = lanczos_step(lambda u: A @ u, torch.ones(3, dtype=torch.float64))
+    >>> bool(2.5 < value <= 5.0)
+    True
+    """
+    tiny = torch.finfo(v.dtype).tiny
+    v = v / v.norm().clamp_min(tiny)
+    w = operator(v)
+    alpha = (v * w).sum()
+    r = w - alpha * v
+    r = r - (v * r).sum() * v  # again: near convergence r is rounding noise, not orthogonal
+    beta = r.norm()
+    q = r / beta.clamp_min(tiny)
+    gamma = (q * operator(q)).sum()
+    half_gap = (alpha - gamma) / 2
+    root = torch.sqrt(half_gap * half_gap + beta * beta)
+    # θ − α = root − half_gap, without the cancellation near convergence (β → 0, half_gap > 0),
+    # where the rounding error of a subtraction would be as large as β and spoil the vector
+    rise = torch.where(
+        half_gap > 0, beta * beta / (root + half_gap).clamp_min(tiny), root - half_gap
+    )
+    theta = alpha + rise
+    ritz = beta * v + rise * q
+    norm = ritz.norm()
+    vector = torch.where(norm > tiny, ritz / norm.clamp_min(tiny), v)
+    return theta, vector

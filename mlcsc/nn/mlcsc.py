@@ -29,6 +29,10 @@ from mlcsc.pursuit import PURSUITS, LayerParameters, get_pursuit
 
 __all__ = ["MLCSC", "LayerSpec"]
 
+#: sync-free Lanczos steps that start the norms inside a compiled graph that meets an input size
+#: with no estimate (eager code converges instead; estimating before compiling is better)
+COMPILED_START_STEPS = 20
+
 
 class MLCSC(nn.Module):
     """Multi-layer convolutional sparse coding encoder.
@@ -231,8 +235,12 @@ class MLCSC(nn.Module):
                 f"(input shape {tuple(x.shape)})"
             )
         self.layer_sizes(x.shape[-2:])
-        if not torch.isfinite(x).all():
-            raise ValueError(f"input of shape {tuple(x.shape)} contains non-finite values")
+        message = f"input of shape {tuple(x.shape)} contains non-finite values"
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            if not torch.isfinite(x).all():
+                raise ValueError(message)
+        else:  # on an accelerator or in a compiled graph: checked on the device, no host sync
+            torch._assert_async(torch.isfinite(x).all(), message)
 
     # ------------------------------------------------------------------ steps
     @property
@@ -274,6 +282,21 @@ class MLCSC(nn.Module):
         self._lipschitz_state = (tuple(int(n) for n in input_size), self._weight_versions())
         return self.lipschitz_constants.clone()
 
+    @torch.no_grad()
+    def track_lipschitz(self, input_size: Sequence[int], n_steps: int = 1) -> Tensor:
+        """Refine the norms of :meth:`step_operators` by ``n_steps`` sync-free Lanczos steps each
+        (:meth:`~mlcsc.dictionary.Dictionary.track_lipschitz`) into ``lipschitz_constants``:
+        what a training step does after the dictionaries moved, without host synchronisation
+        (so also inside ``torch.compile``)."""
+        operators = self.step_operators(input_size)
+        values = []
+        for operator in operators:
+            for _ in range(n_steps):
+                value = operator.track_lipschitz()
+            values.append(value)
+        self.lipschitz_constants.copy_(torch.stack(values))
+        return self.lipschitz_constants
+
     def _weight_versions(self) -> tuple:
         # in-place updates (optimizer steps, load_state_dict, normalize_) bump a tensor's version
         return tuple((d.weight.data_ptr(), d.weight._version) for d in self.dictionaries)
@@ -283,12 +306,23 @@ class MLCSC(nn.Module):
             return
         size = tuple(int(n) for n in input_size)
         state = self._lipschitz_state
+        if torch.compiler.is_compiling():
+            # no convergence loop in a graph (it needs host synchronisation): a fixed number of
+            # sync-free Lanczos steps; the Python state below decides, at trace time, between
+            # a start (unknown size: estimate before compiling for converged steps) and tracking
+            if state is None or state[0] != size:
+                self.track_lipschitz(size, n_steps=COMPILED_START_STEPS)
+            elif self.training:
+                self.track_lipschitz(size)
+            self._lipschitz_state = (size, None)
+            return
         if state is not None and state == (size, self._weight_versions()):
             return  # the weights have not moved since the last estimate
         if self.training and state is not None and state[0] == size:
-            # the dictionaries moved by one optimizer step: two warm-started power iterations
-            # track the norms at the cost of a few convolutions on one image
-            self.refresh_lipschitz(size, n_iter=2)
+            # the dictionaries moved by one optimizer step: a warm-started Lanczos step tracks
+            # the norms at the cost of a few convolutions on one image, without host sync
+            self.track_lipschitz(size)
+            self._lipschitz_state = (size, self._weight_versions())
         else:  # unknown, another size, or evaluation: converge
             self.refresh_lipschitz(size)
 

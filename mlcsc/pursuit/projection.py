@@ -123,16 +123,29 @@ class ProjectionOMP(Pursuit):
         if matrix is None:  # the general case: one-hot codes through the whole stack
             matrix = effective.matrix(tuple(x.shape[-2:]), max_entries=MAX_EXPLICIT_ENTRIES)
         nonnegative = layers.mode == "soft_nonneg"
-        pursuit = nonnegative_omp if nonnegative else omp
         with torch.no_grad():
             signals = x.detach().flatten(1).to(matrix.dtype)
-            codes = pursuit(DenseDictionary(matrix.detach()), signals, k=n_iter).to(x.dtype)
+            codes = _omp_codes(matrix.detach(), signals, n_iter, nonnegative).to(x.dtype)
         if atoms is not None:  # the refit on the matrix itself: cheap, and differentiable
             operator = _MatrixOperator(matrix)
             codes = refit_on_support(operator, x.flatten(1), codes, step, n_iter, nonnegative)
             return layers.rebuild(codes.view(len(x), *code_shape))
         codes = codes.view(len(x), *code_shape)
         return layers.rebuild(refit_on_support(effective, x, codes, step, n_iter, nonnegative))
+
+
+@torch.library.custom_op("mlcsc::projection_omp_codes", mutates_args=())
+def _omp_codes(matrix: Tensor, signals: Tensor, k: int, nonnegative: bool) -> Tensor:
+    """OMP (or non-negative OMP) codes ``(B, N)`` of ``signals`` ``(B, n)`` over the ``(n, N)``
+    matrix. A custom operator: ``torch.compile`` keeps the greedy selection, whose loop
+    branches on the data, as one opaque call inside its graph instead of breaking it."""
+    pursuit = nonnegative_omp if nonnegative else omp
+    return pursuit(DenseDictionary(matrix), signals, k=k)
+
+
+@_omp_codes.register_fake
+def _(matrix: Tensor, signals: Tensor, k: int, nonnegative: bool) -> Tensor:
+    return signals.new_empty(signals.shape[0], matrix.shape[1])
 
 
 class _MatrixOperator:
@@ -168,7 +181,10 @@ def _deepest_atoms(layers: LayerParameters) -> Tensor | None:
     graph = torch.is_grad_enabled() and any(w.requires_grad for w in weights)
     # without a graph the matrix depends only on the filters: kept on the deepest dictionary
     # until any filter changes (in-place updates bump a tensor's version)
-    key = (tuple((w._version, w.dtype, w.device) for w in weights), tuple(layers.sizes))
+    if torch.compiler.is_compiling():
+        graph = True  # a compiled graph rebuilds the matrix (tensor versions are not traced)
+    key = None if graph else (tuple((w._version, w.dtype, w.device) for w in weights),
+                              tuple(layers.sizes))  # fmt: skip
     cached = getattr(top, "_effective_matrix_cache", None)
     if not graph and cached is not None and cached[0] == key:
         return cached[1]

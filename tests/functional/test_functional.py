@@ -10,6 +10,7 @@ from mlcsc.functional import (
     conv_analysis,
     conv_synthesis,
     hard_threshold,
+    lanczos_step,
     power_iteration,
     soft_nonneg_threshold,
     soft_threshold,
@@ -203,6 +204,34 @@ def test_power_iteration_accepts_tensor_shaped_vectors_and_zero_operator():
 def test_power_iteration_rejects_zero_iterations():
     with pytest.raises(ValueError, match="n_iter"):
         power_iteration(lambda v: v, torch.ones(3), n_iter=0)
+
+
+def test_lanczos_step_is_the_two_dimensional_rayleigh_ritz_value():
+    generator = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(30, 30, dtype=torch.float64, generator=generator))
+    spectrum = torch.linspace(0.0, 4.0, 30, dtype=torch.float64)
+    matrix = basis @ torch.diag(spectrum) @ basis.T
+
+    def apply(u):
+        return matrix @ u
+
+    v = torch.randn(30, dtype=torch.float64, generator=generator)
+    value, vector = lanczos_step(apply, v)
+    krylov, _ = torch.linalg.qr(torch.stack([v, matrix @ v], dim=1))  # span{v, Av}
+    ritz = torch.linalg.eigvalsh(krylov.T @ matrix @ krylov)[-1]
+    assert float(value) == pytest.approx(float(ritz), rel=1e-12)
+    assert float(vector.norm()) == pytest.approx(1.0)
+    assert float(vector @ matrix @ vector) == pytest.approx(float(value), rel=1e-12)
+    # restarted from its own vector it climbs to λ_max and stays there (a converged vector
+    # must not be spoiled by the rounding noise of its residual: float32 here)
+    gapped = basis @ torch.diag(torch.cat([spectrum[:-1] / 2, spectrum[-1:]])) @ basis.T
+    a32, u = gapped.float(), v.float()
+    values = []
+    for _ in range(100):
+        value, u = lanczos_step(lambda w: a32 @ w, u)
+        values.append(float(value))
+    assert values[-1] == pytest.approx(4.0, rel=1e-5)
+    assert min(values[20:]) == pytest.approx(4.0, rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------ convolutions
