@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlcsc.checks import check_choice, check_int, check_number
+from mlcsc.checks import check_choice, check_flag, check_int, check_number
 from mlcsc.effective_dictionary import EffectiveDictionary
 from mlcsc.functional import THRESHOLD_MODES, conv_output_size
 from mlcsc.nn.options import (
@@ -73,6 +73,10 @@ class MLCSC(nn.Module):
         untied: separate analysis filters ``B_j`` (learned adjoints) beside the dictionaries;
             ``None`` follows the pursuit (required by ``ml_lista``, whose ``W_j`` they are;
             refused by ``projection``, which needs the exact adjoint of ``D₁⋯D_K``).
+        checkpointing: gradient checkpointing across the unrolled iterations of ML-ISTA and
+            ML-FISTA: each iteration is recomputed in the backward pass instead of keeping its
+            intermediate tensors, so training memory stops growing with ``n_iter`` (one more
+            forward pass of compute; identical gradients).
 
     Attributes:
         dictionaries: ``nn.ModuleList`` of :class:`~mlcsc.ConvDictionary` ``[D₁, …, D_K]``.
@@ -102,6 +106,7 @@ class MLCSC(nn.Module):
         init: str | None = None,
         untied: bool | None = None,
         step_rule: str | None = None,
+        checkpointing: bool = False,
     ):
         super().__init__()
         check_int("in_channels", in_channels, 1)
@@ -129,6 +134,7 @@ class MLCSC(nn.Module):
         self.n_iter = n_iter
         self.threshold_mode = threshold_mode
         self.check_input = check_input
+        self.checkpointing = check_flag("checkpointing", checkpointing)
 
         channels = [in_channels] + [spec[0] for spec in specs]
 
@@ -380,6 +386,7 @@ class MLCSC(nn.Module):
             list(self.thresholds),
             self.threshold_mode,
             unfolded=unfolded,
+            checkpointing=self.checkpointing,
         )
         if self.parametrization == "reference":
             steps = list(self.step_sizes)

@@ -86,6 +86,9 @@ class LayerParameters:
             second iteration on) instead of Beck & Teboulle's counted from the forward pass.
         unfolded: for pursuits with filters and thresholds of their own in every unfolding
             (All Free): one ``(dictionaries, thresholds)`` pair per unfolding ``t = 1…T``.
+        checkpointing: recompute each iteration in the backward pass instead of keeping its
+            intermediate tensors (gradient checkpointing: memory of one iteration instead of
+            ``T``, at the cost of one more forward pass; same gradients).
     """
 
     dictionaries: Sequence
@@ -98,6 +101,7 @@ class LayerParameters:
     threshold_scales: Sequence | None = None
     published_momentum: bool = False
     unfolded: Sequence | None = None
+    checkpointing: bool = False
 
     def __post_init__(self) -> None:
         count = len(self.dictionaries)

@@ -65,6 +65,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from mlcsc.checks import check_number
 from mlcsc.functional import threshold, weighted_l1
@@ -119,8 +120,8 @@ class MLISTA(Pursuit):
         else:
             weights = [0.0] * n_iter
         scales = layers.step_threshold_scales(compound=True)  # s_j = c₁⋯c_j (normalised)
-        gamma = previous = codes[-1]
-        for weight in weights:
+
+        def iteration(gamma: Tensor, previous: Tensor, weight: float) -> list[Tensor]:
             point = gamma if weight == 0 else gamma + weight * (gamma - previous)
             rebuilt = layers.rebuild(point)  # [Γ̂₁, …, Γ̂_{K−1}, point]
             signal = x
@@ -130,6 +131,14 @@ class MLISTA(Pursuit):
                 synthesized = rebuilt[j - 1] if j > 0 else None
                 signal = gradient_step(layers, j, rebuilt[j], signal, scales[j], synthesized)
                 codes.append(signal)
+            return codes
+
+        gamma = previous = codes[-1]
+        for weight in weights:
+            if layers.checkpointing and torch.is_grad_enabled():
+                codes = checkpoint(iteration, gamma, previous, weight, use_reentrant=False)
+            else:
+                codes = iteration(gamma, previous, weight)
             previous, gamma = gamma, codes[-1]
         return codes
 
