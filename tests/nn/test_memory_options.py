@@ -1,4 +1,5 @@
-"""Gradient checkpointing across the unrolled iterations (``MLCSC(checkpointing=True)``)."""
+"""Memory and layout options of the encoder: gradient checkpointing across the unrolled
+iterations (``checkpointing=True``) and the channels-last memory format (``channels_last=True``)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,19 @@ def test_checkpointing_halves_training_memory_with_identical_gradients(pursuit):
 def test_checkpointing_must_be_a_flag():
     with pytest.raises(ValueError, match="checkpointing must be True or False, got 'yes'"):
         MLCSC(1, LAYERS, checkpointing="yes")
+
+
+def test_channels_last_gives_the_same_codes_and_gradients():
+    torch.manual_seed(0)
+    plain = MLCSC(1, LAYERS, pursuit="ml_fista", n_iter=3, threshold_init=0.05)
+    fast = MLCSC(1, LAYERS, pursuit="ml_fista", n_iter=3, threshold_init=0.05, channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    assert fast.dictionaries[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(8, 1, 28, 28, requires_grad=True)
+    _, want = _saved_bytes_and_gradients(plain, x)
+    _, got = _saved_bytes_and_gradients(fast, x)
+    for g, w in zip(got, want, strict=True):
+        if w is not None:
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-6)
