@@ -9,6 +9,7 @@ then ``⟨DΓ, x⟩ = ⟨Γ, Dᵀx⟩`` holds exactly for every stride, padding 
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -42,7 +43,31 @@ def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) 
         # one output position: the correlation is a matrix product (much faster on CPU)
         out = x.flatten(1) @ weight.flatten(1).t()
         return out.view(*out.shape, 1, 1)
+    if _thin(x, weight):
+        # a thin filter bank without autograd: patches (unfold) times a matrix
+        k = weight.shape[-1]
+        patches = F.unfold(x, k, padding=padding, stride=stride)  # (B, c·k², H'·W')
+        out = weight.flatten(1) @ patches
+        size = [conv_output_size(int(n), k, stride, padding) for n in x.shape[-2:]]
+        return out.view(x.shape[0], weight.shape[0], *size)
     return F.conv2d(x, weight, stride=stride, padding=padding)
+
+
+#: a filter bank with at most this many weights per filter (``c·k²``: one or three input
+#: channels) is applied as a matrix product on unfolded patches when no gradient is recorded;
+#: measured on the MNIST stack's first layer (32@6×6 stride 2, batch 128, 2 CPU threads):
+#: analysis 1.3 instead of 2.2 ms, synthesis 2.8 instead of 4.7 ms. With autograd the
+#: convolutions' own backward is faster, and wider layers are faster as convolutions.
+THIN_FILTER_WEIGHTS = 64
+
+
+def _thin(x: Tensor, weight: Tensor) -> bool:
+    return (
+        x.ndim == 4
+        and weight.shape[-2] == weight.shape[-1]
+        and weight[0].numel() <= THIN_FILTER_WEIGHTS
+        and not torch.is_grad_enabled()
+    )
 
 
 def conv_synthesis(
@@ -71,11 +96,11 @@ def conv_synthesis(
         out = codes.flatten(1) @ weight.flatten(1)
         return out.view(codes.shape[0], *weight.shape[1:])
     output_padding: tuple[int, int] | int = 0
+    base = [
+        conv_transpose_output_size(codes.shape[-2 + i], kernel[i], stride, padding)
+        for i in range(2)
+    ]
     if output_size is not None:
-        base = [
-            conv_transpose_output_size(codes.shape[-2 + i], kernel[i], stride, padding)
-            for i in range(2)
-        ]
         output_padding = tuple(int(output_size[i]) - base[i] for i in range(2))
         if any(p < 0 or p >= max(stride, 1) for p in output_padding):
             expected = [(b, b + stride - 1) for b in base]
@@ -84,6 +109,11 @@ def conv_synthesis(
                 f"{tuple(codes.shape[-2:])} with kernel {tuple(kernel)}, stride {stride}, "
                 f"padding {padding}; expected each side within {expected}"
             )
+    if _thin(codes, weight):
+        # the adjoint of the unfolded analysis: a matrix product, then fold (col2im)
+        columns = weight.flatten(1).t() @ codes.flatten(2)  # (B, c·k², H'·W')
+        size = tuple(output_size) if output_size is not None else tuple(base)
+        return F.fold(columns, size, kernel, padding=padding, stride=stride)
     return F.conv_transpose2d(
         codes, weight, stride=stride, padding=padding, output_padding=output_padding
     )

@@ -275,6 +275,40 @@ def test_single_position_convolutions_are_matrix_products_with_the_same_gradient
     assert torch.autograd.gradcheck(lambda v, w: conv_analysis(v, w, stride), (x, weight))
 
 
+@pytest.mark.parametrize(
+    ("channels", "kernel", "stride", "padding", "size"),
+    [(1, 6, 2, 0, 28), (3, 4, 2, 1, 32), (1, 3, 1, 1, 9), (2, 3, 3, 0, 14)],
+)
+def test_thin_filter_banks_without_autograd_are_unfolded_matrix_products(
+    channels, kernel, stride, padding, size, monkeypatch
+):
+    # without autograd a bank of ≤ 64 weights per filter runs as unfold/fold + a matrix
+    # product: the same numbers as the convolutions, at every output size in the stride window
+    weight = torch.randn(8, channels, kernel, kernel, dtype=torch.float64)
+    x = torch.randn(3, channels, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        codes = conv_analysis(x, weight, stride, padding)
+        want = torch.nn.functional.conv2d(x, weight, stride=stride, padding=padding)
+        torch.testing.assert_close(codes, want, rtol=1e-12, atol=1e-12)
+        smallest = (codes.shape[-1] - 1) * stride - 2 * padding + kernel
+        for out in range(smallest, smallest + stride):
+            got = conv_synthesis(codes, weight, stride, padding, output_size=(out, out))
+            plain = torch.nn.functional.conv_transpose2d(
+                codes, weight, stride=stride, padding=padding, output_padding=out - smallest
+            )
+            torch.testing.assert_close(got, plain, rtol=1e-12, atol=1e-12)
+    folds = []
+    fold = torch.nn.functional.fold
+    monkeypatch.setattr(
+        torch.nn.functional, "fold", lambda *a, **k: folds.append(1) or fold(*a, **k)
+    )
+    with torch.no_grad():
+        conv_synthesis(codes, weight, stride, padding)
+    assert folds  # the unfolded path ran
+    conv_synthesis(codes.requires_grad_(), weight, stride, padding)
+    assert len(folds) == 1  # with autograd: the convolution
+
+
 def test_conv_synthesis_default_size_is_smallest_consistent_size():
     weight = torch.randn(3, 1, 5, 5)
     codes = torch.randn(1, 3, 4, 6)
