@@ -302,6 +302,7 @@ class MLCSC(nn.Module):
         (:meth:`~mlcsc.dictionary.Dictionary.track_lipschitz`) into ``lipschitz_constants``:
         what a training step does after the dictionaries moved, without host synchronisation
         (so also inside ``torch.compile``)."""
+        check_int("n_steps", n_steps, 1)
         operators = self.step_operators(input_size)
         values = []
         for operator in operators:
