@@ -57,12 +57,17 @@ class ClassificationModule(EncoderTask):
     """An encoder and a classification head trained with cross-entropy.
 
     Args:
-        model, in_channels, input_size, optimizer, scheduler, image_every_n_epochs, data: see
-            :class:`~mlcsc.training.task.EncoderTask`.
+        model: the encoder's configuration (see :class:`~mlcsc.training.task.EncoderTask`).
+        in_channels: image channels (from the data module).
+        input_size: image size ``(H, W)`` (from the data module).
+        optimizer: ``_partial_`` configuration of the ``optimizer`` group.
+        scheduler: ``_partial_`` configuration of the ``scheduler`` group (``None``: constant).
         num_classes: number of classes (from the data module).
         features: plain conv layers on ``Γ_K`` before the linear head,
             ``[out_channels, kernel_size, maxpool 0/1]`` each.
         dropout: dropout probability before the linear head.
+        image_every_n_epochs: log atom images every this many validation epochs (0: never).
+        data: the data configuration, recorded in the checkpoint.
 
     Logged: ``{train,val,test}/loss`` and ``/acc``; for an :class:`~mlcsc.MLCSC` encoder also
     per-layer code sparsity (% zeros and mean nnz), the relative reconstruction error

@@ -40,9 +40,12 @@ class EncoderTask(pl.LightningModule):
 
     Args:
         model: the ``model`` configuration (``_target_`` and its arguments).
-        in_channels, input_size, num_classes: from the data module.
-        optimizer, scheduler: ``_partial_`` configurations of the ``optimizer`` and
-            ``scheduler`` groups (``scheduler`` ``None``: a constant learning rate).
+        in_channels: image channels (from the data module).
+        input_size: image size ``(H, W)`` (from the data module).
+        optimizer: ``_partial_`` configuration of the ``optimizer`` group.
+        scheduler: ``_partial_`` configuration of the ``scheduler`` group (``None``: a
+            constant learning rate).
+        num_classes: classes of the data (from the data module).
         image_every_n_epochs: log atom images every this many validation epochs (0: never).
         data: the data configuration, recorded in the checkpoint so that ``evaluate.py`` can
             rebuild the data set the model was trained on.

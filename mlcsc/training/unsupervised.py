@@ -81,8 +81,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
     """Learn the dictionaries of an :class:`~mlcsc.MLCSC` encoder without labels.
 
     Args:
-        model, in_channels, input_size, optimizer, scheduler, image_every_n_epochs, data: see
-            :class:`~mlcsc.training.task.EncoderTask`.
+        model: the encoder's configuration (see :class:`~mlcsc.training.task.EncoderTask`).
+        in_channels: image channels (from the data module).
+        input_size: image size ``(H, W)`` (from the data module).
+        optimizer: ``_partial_`` configuration of the ``optimizer`` group.
+        scheduler: ``_partial_`` configuration of the ``scheduler`` group (``None``: constant).
         num_classes: classes of the data (only the linear probe after training uses them).
         lambdas: ``λ_i ≥ 0`` per layer (or one for all): the ℓ1 weights of the objective and the
             thresholds of the pursuit.
@@ -100,14 +103,24 @@ class UnsupervisedMLCSCModule(EncoderTask):
             ``init_sparsity``-sparse codes of signal windows over the layers below
             (:func:`~mlcsc.learning.mlcsc_initialization.initialize_from_data_`); neither when
             resuming from a checkpoint.
-        init_sparsity, init_samples: see ``init="data"``.
+        init_sparsity: non-zeros of each deeper filter's code at ``init="data"``.
+        init_samples: training signals ``init="data"`` reads.
+        dictionary_steps: optimizer steps on the dictionaries per pursuit: each training batch's
+            codes are found once with the current dictionaries and held fixed for this many
+            gradient steps (each followed by the projection), as in Sulam et al.'s alternating
+            minimisation; the pursuit, not the step, is the expensive half. 1: one step per
+            pursuit. The logged training values are the means over a batch's steps.
         replace_rare: at the end of every training epoch but the last, each deepest atom that
             the pursuit used fewer than this many times in the epoch is rebuilt, as at
             ``init="data"``, from one of the epoch's worst-reconstructed training signals (the
             ``init_sparsity``-sparse code of its window over the layers below), as K-SVD
             replaces unused atoms (0: never).
-        probe, probe_iterations, probe_max_samples: after training, a linear classifier on the
-            frozen deepest codes (:func:`~mlcsc.training.linear_probe.linear_probe`).
+        probe: after training, fit a linear classifier on the frozen deepest codes
+            (:func:`~mlcsc.training.linear_probe.linear_probe`).
+        probe_iterations: L-BFGS iterations of the probe.
+        probe_max_samples: at most this many training signals for the probe (``None``: all).
+        image_every_n_epochs: log atom images every this many validation epochs (0: never).
+        data: the data configuration, recorded in the checkpoint.
 
     Logged: the objective, its reconstruction term, the relative reconstruction error, per-layer
     code sparsity and dictionary sparsity; images of the atoms and effective atoms.
@@ -131,6 +144,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         init_sparsity: int = 7,
         init_samples: int = 4000,
         replace_rare: int = 0,
+        dictionary_steps: int = 1,
         probe: bool = True,
         probe_iterations: int = 100,
         probe_max_samples: int | None = None,
@@ -168,6 +182,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
             self.replace_rare = check_int("replace_rare", replace_rare, 0)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        try:
+            self.dictionary_steps = check_int("dictionary_steps", dictionary_steps, 1)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        self._held: tuple[Tensor, list[Tensor]] | None = None  # a batch and its fixed codes
         self._reset_usage()
         self.num_classes = num_classes
         self.probe = probe
@@ -222,10 +241,21 @@ class UnsupervisedMLCSCModule(EncoderTask):
             taken += len(images)
             if taken >= self.init_samples:
                 break
-        images = torch.cat(batches)[: self.init_samples]
+        self.initialize_from_data_(torch.cat(batches))
+
+    @torch.no_grad()
+    def initialize_from_data_(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """Every layer from the first ``init_samples`` signals of ``x`` (``(N, C, H, W)``), as
+        ``init="data"`` does before fitting: D₁ by k-means of patches, each deeper layer as
+        ``init_sparsity``-sparse codes of signal windows over the layers below
+        (:func:`~mlcsc.learning.mlcsc_initialization.initialize_from_data_`; random draws from
+        ``generator``, torch's global one when ``None``), then projected as after every step.
+        """
+        self.encoder.validate_input(x)
         initialize_from_data_(
-            self.encoder, images, self.init_sparsity, nonnegative=self.nonnegative
-        )
+            self.encoder, x[: self.init_samples], self.init_sparsity, generator,
+            nonnegative=self.nonnegative,
+        )  # fmt: skip
         self._project_()
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -244,7 +274,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
         several dictionary steps can share one pursuit; by default the pursuit is run with the
         current dictionaries.
         """
-        if codes is None:
+        pursued = codes is None
+        if pursued:
             with torch.no_grad():
                 codes = self(x)
         codes = [code.detach() for code in codes]
@@ -254,13 +285,18 @@ class UnsupervisedMLCSCModule(EncoderTask):
         with torch.no_grad():
             error = (x - reconstruction).flatten(1).norm(dim=1)
             relative = error / x.flatten(1).norm(dim=1).clamp_min(1e-12)
-        if self.training and self.replace_rare:
+        if self.training and self.replace_rare and pursued:
             self._track_usage(x, codes[-1], relative)
         return objective.mean(), data_term.mean().detach(), codes, relative.mean()
 
     def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        objective, data_term, codes, relative = self.objective(x)
+        held = None
+        if stage == "train" and self._held is not None and self._held[0] is x:
+            held = self._held[1]  # a further dictionary step on this batch (optimizer_step)
+        objective, data_term, codes, relative = self.objective(x, held)
+        if stage == "train":
+            self._held = (x, codes)
         metrics = {
             "objective": objective,
             "data_term": data_term,
@@ -273,7 +309,17 @@ class UnsupervisedMLCSCModule(EncoderTask):
     def trainable_parameters(self):
         return [p for p in self.encoder.dictionaries.parameters() if p.requires_grad]
 
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """``dictionary_steps`` steps, each projected; the closure (the training step and its
+        backward, with the trainer's gradient clipping) reuses the batch's codes after the
+        first."""
+        for index in range(self.dictionary_steps):
+            optimizer.step(closure=optimizer_closure)
+            if index < self.dictionary_steps - 1:
+                self._project_()
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._held = None
         self._project_()
 
     # ----------------------------------------------------------- replacing rarely used atoms
