@@ -44,6 +44,14 @@ def _krylov_dim(numel: int) -> int:
 class Dictionary(nn.Module):
     """Base class: a linear operator ``D`` with its adjoint and a bound on its norm.
 
+    A dictionary maps codes to signals, ``x = DΓ`` (:meth:`synthesize`), and signals back to the
+    code domain with the exact adjoint, ``Dᵀx`` (:meth:`analyze`). With the Lipschitz constant
+    ``L = ‖D‖₂²`` of the gradient ``Dᵀ(DΓ − y)`` of the data term ``½‖y − DΓ‖₂²``
+    (:meth:`lipschitz`, :meth:`gradient`) that is all a pursuit needs, so every pursuit of the
+    package runs unchanged on a Sparseland matrix (:class:`DenseDictionary`), a convolutional
+    dictionary (:class:`ConvDictionary`) or a product of them
+    (:class:`~mlcsc.effective_dictionary.EffectiveDictionary`).
+
     Subclasses hold the atoms in ``weight`` and implement :meth:`synthesize`, :meth:`analyze`
     and :meth:`atom_norms`, and the hooks ``_code_shape(input_size)`` (shape of one code, batch
     of 1, for signals of spatial size ``input_size``), ``_signal_shape(input_size)`` (shape of
@@ -52,6 +60,22 @@ class Dictionary(nn.Module):
     (the atoms as the rows of an ``(m, size)`` matrix, detached / written back in place).
     Everything else (:meth:`check_signal`, :meth:`code_shape`, :meth:`matrix`,
     :meth:`lipschitz`, :meth:`normalize_`, :meth:`sparsify_filters_`, …) is written once here.
+
+    Shape:
+        - dense: codes ``(B, m)`` ↔ signals ``(B, n)``.
+        - convolutional: codes ``(B, m, H', W')`` ↔ signals ``(B, c, H, W)``.
+
+    Examples:
+        The shared interface, on a diagonal ``2 × 2`` dictionary:
+
+        >>> D = DenseDictionary(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+        >>> isinstance(D, Dictionary), D.lipschitz()
+        (True, tensor(4.))
+        >>> codes, y = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 3.0]])
+        >>> D.residual(codes, y).detach(), D.gradient(codes, y).detach()  # DΓ − y, Dᵀ(DΓ − y)
+        (tensor([[ 2., -3.]]), tensor([[ 4., -3.]]))
+        >>> D.normalize_().atom_norms().detach()
+        tensor([1., 1.])
     """
 
     weight: nn.Parameter
@@ -110,11 +134,20 @@ class Dictionary(nn.Module):
         floating-point batch of this dictionary's signals (``(B, n)`` dense, ``(B, C, H, W)``
         convolutional and at least as large as the filters), with the weight's dtype and device.
 
-        >>> D = DenseDictionary(torch.eye(3))
-        >>> D.check_signal(torch.zeros(2, 4))  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: y must have shape (B, 3) for a dictionary with ... got shape (2, 4)
+        Args:
+            y: the batch to check.
+            name: how the error message calls it.
+
+        Raises:
+            ValueError: for anything but such a batch.
+
+        Examples:
+            >>> D = DenseDictionary(torch.eye(3))
+            >>> D.check_signal(torch.zeros(2, 3))  # fine: returns None
+            >>> D.check_signal(torch.zeros(2, 4))  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: y must have shape (B, 3) for a dictionary with ... got shape (2, 4)
         """
         if not isinstance(y, Tensor):
             raise ValueError(f"{name} must be a tensor, got {type(y).__name__}")
@@ -269,10 +302,13 @@ class Dictionary(nn.Module):
         Returns:
             The dictionary itself.
 
-        >>> D = DenseDictionary(torch.tensor([[3.0, 1.0], [4.0, -2.0]]))
-        >>> D.sparsify_filters_(0.5).weight.detach()
-        tensor([[ 0.,  0.],
-                [ 1., -1.]])
+        Examples:
+            Two atoms (the columns) of two weights each keep their largest one:
+
+            >>> D = DenseDictionary(torch.tensor([[3.0, 1.0], [4.0, -2.0]]))
+            >>> D.sparsify_filters_(0.5).weight.detach()
+            tensor([[ 0.,  0.],
+                    [ 1., -1.]])
         """
         density = check_number("density", density, 0.0, 1.0, low_open=True)
         atoms = self._atoms()  # (m, size)
@@ -296,17 +332,32 @@ class Dictionary(nn.Module):
 class DenseDictionary(Dictionary):
     """A Sparseland dictionary: an ``n × m`` matrix whose columns are the atoms.
 
+    The Sparseland model says a signal ``y ∈ Rⁿ`` is ``y = Dγ`` (plus noise) with a sparse
+    ``γ ∈ Rᵐ`` (Bruckstein, Donoho & Elad 2009, "From sparse solutions of systems of equations
+    to sparse modeling of signals and images", SIAM Review 51(1); Elad 2010, *Sparse and
+    Redundant Representations*, Springer). Signals and codes are the rows of a batch:
+    :meth:`synthesize` computes ``ΓDᵀ`` and :meth:`analyze` ``YD``; the norm
+    :meth:`lipschitz` is exact (largest singular value squared).
+
     Args:
-        weight: ``(n, m)`` matrix; kept as a learnable parameter.
+        weight: ``(n, m)`` matrix (copied; integer tensors are converted to the default
+            dtype); kept as a learnable parameter.
+
+    Raises:
+        ValueError: for a weight that is not a finite matrix.
 
     Shape:
-        synthesize: ``(B, m)`` → ``(B, n)``; analyze: ``(B, n)`` → ``(B, m)``.
+        - synthesize: ``(B, m)`` → ``(B, n)``.
+        - analyze: ``(B, n)`` → ``(B, m)``.
 
-    >>> D = DenseDictionary(torch.randn(8, 20))
-    >>> D.synthesize(torch.zeros(5, 20)).shape, D.analyze(torch.zeros(5, 8)).shape
-    (torch.Size([5, 8]), torch.Size([5, 20]))
-    >>> D.code_shape(torch.zeros(5, 8)), D.matrix().shape
-    ((20,), torch.Size([8, 20]))
+    Examples:
+        >>> D = DenseDictionary(torch.randn(8, 20, generator=torch.Generator().manual_seed(0)))
+        >>> D.synthesize(torch.zeros(5, 20)).shape, D.analyze(torch.zeros(5, 8)).shape
+        (torch.Size([5, 8]), torch.Size([5, 20]))
+        >>> D.code_shape(torch.zeros(5, 8)), D.matrix().shape
+        ((20,), torch.Size([8, 20]))
+        >>> DenseDictionary(torch.eye(3)).lipschitz()
+        tensor(1.)
     """
 
     def __init__(self, weight: Tensor):
@@ -373,6 +424,12 @@ class DenseDictionary(Dictionary):
 class ConvDictionary(Dictionary):
     """A multi-channel convolutional dictionary (one layer of CSC / ML-CSC).
 
+    The convolutional sparse coding model writes a signal as a sum of shifted filters,
+    ``x = Σ_i d_i ∗ Γ_i`` with sparse feature maps ``Γ_i`` (the global convolutional model of
+    Papyan, Sulam & Elad 2017, "Working locally thinking globally: theoretical guarantees for
+    convolutional sparse coding", IEEE TSP 65(21)); stacked, these dictionaries form the
+    multi-layer model ML-CSC (Papyan, Romano & Elad 2017, JMLR 18).
+
     ``D`` holds ``num_atoms`` filters of size ``in_channels × k × k``; ``DΓ`` places a copy of
     filter ``i`` at every position of code channel ``i`` (``conv_transpose2d``) and ``Dᵀx``
     correlates the signal with every filter (``conv2d``). The two are exact adjoints for every
@@ -389,16 +446,31 @@ class ConvDictionary(Dictionary):
         weight: filters of shape ``(num_atoms, in_channels, k, k)``, initialised with unit-norm
             Gaussian atoms.
 
-    Shape:
-        synthesize: ``(B, m, H', W')`` → ``(B, c, H, W)``; analyze: ``(B, c, H, W)`` →
-        ``(B, m, H', W')`` with ``H' = ⌊(H + 2p − k)/s⌋ + 1``.
+    Raises:
+        ValueError: for a size or count below its minimum (the message names it).
 
-    >>> D = ConvDictionary(in_channels=3, num_atoms=16, kernel_size=5, stride=2)
-    >>> x = torch.zeros(4, 3, 28, 28)
-    >>> D.analyze(x).shape, D.code_shape(x), D.code_numel(x)
-    (torch.Size([4, 16, 12, 12]), (16, 12, 12), 2304)
-    >>> D.synthesize(D.analyze(x), (28, 28)).shape
-    torch.Size([4, 3, 28, 28])
+    Shape:
+        - synthesize: ``(B, m, H', W')`` → ``(B, c, H, W)``.
+        - analyze: ``(B, c, H, W)`` → ``(B, m, H', W')``, with ``H' = ⌊(H + 2p − k)/s⌋ + 1``
+          (the same for ``W'``).
+
+    Examples:
+        >>> D = ConvDictionary(in_channels=3, num_atoms=16, kernel_size=5, stride=2)
+        >>> x = torch.zeros(4, 3, 28, 28)
+        >>> D.analyze(x).shape, D.code_shape(x), D.code_numel(x)
+        (torch.Size([4, 16, 12, 12]), (16, 12, 12), 2304)
+        >>> D.synthesize(D.analyze(x), (28, 28)).shape
+        torch.Size([4, 3, 28, 28])
+
+        Synthesis and analysis are exact adjoints, ``⟨DΓ, x⟩ = ⟨Γ, Dᵀx⟩``:
+
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(2, 3, 28, 28, generator=generator, dtype=torch.float64)
+        >>> codes = torch.randn(2, 16, 12, 12, generator=generator, dtype=torch.float64)
+        >>> D = D.double()
+        >>> lhs = (D.synthesize(codes, (28, 28)) * x).sum()
+        >>> torch.allclose(lhs, (codes * D.analyze(x)).sum())
+        True
     """
 
     def __init__(

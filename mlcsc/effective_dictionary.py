@@ -20,7 +20,14 @@ __all__ = ["EffectiveDictionary"]
 
 class EffectiveDictionary(Dictionary):
     """``D₁D₂⋯D_K`` at fixed signal sizes, with the :class:`~mlcsc.dictionary.Dictionary`
-    interface (synthesis, its exact adjoint, the Lipschitz constant by power iteration).
+    interface (synthesis, its exact adjoint, the Lipschitz constant by Lanczos iteration).
+
+    :meth:`synthesize` applies the dictionaries deepest first, ``Γ_K ↦ D₁(D₂(⋯D_KΓ_K))``, each
+    at its layer's signal size, and :meth:`analyze` the adjoints in the reverse order,
+    ``x ↦ D_Kᵀ⋯D₁ᵀx``; no matrix is formed. In the ML-CSC model of Sulam, Papyan, Romano &
+    Elad (2018, "Multilayer convolutional sparse modeling: pursuit and dictionary learning",
+    IEEE TSP 66(15)) this is the dictionary in which the deepest code represents the signal,
+    ``Y = D_eff Γ_K``; its atoms are the "molecules" (:meth:`atom_norms`).
 
     Args:
         dictionaries: ``[D₁, …, D_K]`` (shared, not copied: the operator follows them as they
@@ -28,16 +35,23 @@ class EffectiveDictionary(Dictionary):
         sizes: spatial size of the signal of every dictionary, ``[(H, W), (H₁, W₁), …]``
             (``None`` entries for dense dictionaries).
 
-    Shape:
-        synthesize: ``(B, m_K, H_K, W_K)`` → ``(B, C, H, W)``; analyze: the reverse.
+    Raises:
+        ValueError: when there is not one size per dictionary.
 
-    >>> from mlcsc import ConvDictionary
-    >>> stack = [ConvDictionary(1, 4, 3), ConvDictionary(4, 8, 3, stride=2)]
-    >>> D = EffectiveDictionary(stack, [(9, 9), (7, 7)])
-    >>> D.code_size(), D.synthesize(torch.zeros(2, 8, 3, 3)).shape
-    ((3, 3), torch.Size([2, 1, 9, 9]))
-    >>> D.matrix().shape  # (1·9·9, 8·3·3)
-    torch.Size([81, 72])
+    Shape:
+        - synthesize: ``(B, m_K, H_K, W_K)`` → ``(B, C, H, W)``.
+        - analyze: ``(B, C, H, W)`` → ``(B, m_K, H_K, W_K)``.
+
+    Examples:
+        >>> from mlcsc import ConvDictionary
+        >>> stack = [ConvDictionary(1, 4, 3), ConvDictionary(4, 8, 3, stride=2)]
+        >>> D = EffectiveDictionary(stack, [(9, 9), (7, 7)])
+        >>> D.code_size(), D.synthesize(torch.zeros(2, 8, 3, 3)).shape
+        ((3, 3), torch.Size([2, 1, 9, 9]))
+        >>> D.analyze(torch.zeros(2, 1, 9, 9)).shape
+        torch.Size([2, 8, 3, 3])
+        >>> D.matrix().shape  # (1·9·9, 8·3·3)
+        torch.Size([81, 72])
     """
 
     def __init__(self, dictionaries: Sequence[Dictionary], sizes: Sequence):

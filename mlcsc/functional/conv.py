@@ -19,8 +19,22 @@ __all__ = ["conv_analysis", "conv_synthesis", "conv_output_size", "conv_transpos
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
     """Spatial size of ``Dᵀx`` (the code) for a signal of spatial size ``size``.
 
-    >>> conv_output_size(28, kernel_size=5, stride=2), conv_transpose_output_size(12, 5, 2)
-    (12, 27)
+    ``n' = ⌊(n + 2p − k)/s⌋ + 1``, the output size of ``conv2d`` along one axis (the
+    convolution arithmetic of Dumoulin & Visin 2016, arXiv:1603.07285). Every signal size in
+    ``[(n' − 1)s − 2p + k, n's − 2p + k − 1]`` gives the same code size ``n'``.
+
+    Args:
+        size: spatial size ``n`` of the signal along one axis.
+        kernel_size: filter size ``k``.
+        stride: stride ``s`` of the code grid.
+        padding: zero padding ``p`` of the signal.
+
+    Returns:
+        The code size ``n'`` (an int).
+
+    Examples:
+        >>> conv_output_size(28, kernel_size=5, stride=2), conv_transpose_output_size(12, 5, 2)
+        (12, 27)
     """
     return (size + 2 * padding - kernel_size) // stride + 1
 
@@ -28,16 +42,71 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
 def conv_transpose_output_size(
     size: int, kernel_size: int, stride: int = 1, padding: int = 0
 ) -> int:
-    """Smallest signal size whose code has spatial size ``size``."""
+    """Smallest signal size whose code has spatial size ``size``.
+
+    ``n = (n' − 1)s − 2p + k``, the output size of ``conv_transpose2d`` without
+    ``output_padding`` along one axis (Dumoulin & Visin 2016, arXiv:1603.07285): the inverse of
+    :func:`conv_output_size` on the smallest signal of each code size. The ``s − 1`` larger
+    signals with the same code size are reached with ``output_padding`` (the ``output_size`` of
+    :func:`conv_synthesis`).
+
+    Args:
+        size: spatial size ``n'`` of the code along one axis.
+        kernel_size: filter size ``k``.
+        stride: stride ``s`` of the code grid.
+        padding: zero padding ``p`` of the signal.
+
+    Returns:
+        The signal size ``n`` (an int).
+
+    Examples:
+        With ``k = 5`` and ``s = 2``, signals of 27 and 28 pixels both give codes of 12:
+
+        >>> conv_transpose_output_size(12, kernel_size=5, stride=2)
+        27
+        >>> [conv_output_size(n, kernel_size=5, stride=2) for n in (26, 27, 28, 29)]
+        [11, 12, 12, 13]
+    """
     return (size - 1) * stride - 2 * padding + kernel_size
 
 
 def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
     """``Dᵀx``: correlate the signal with every filter.
 
+    ``(Dᵀx)[b, j, q] = Σ_{c, t} W[j, c, t] · x_pad[b, c, s·q + t]`` (``conv2d``; ``x_pad`` is
+    ``x`` zero-padded by ``p``): entry ``q`` of code channel ``j`` is the inner product of
+    filter ``j`` with the ``k × k`` signal patch at pixel ``s·q − p``. This is the transpose of
+    the global convolutional dictionary ``D = [C₁ … C_m]`` of the CSC model (Papyan, Sulam &
+    Elad 2017, IEEE TSP), and thresholding it layer after layer is the forward pass of a CNN
+    (Papyan, Romano & Elad 2017, JMLR). :func:`conv_synthesis` is its exact adjoint.
+
+    Args:
+        x: signals ``(B, c, H, W)``.
+        weight: filters ``(m, c, k, k)``.
+        stride: stride ``s`` of the code grid.
+        padding: zero padding ``p`` of the signal.
+
+    Returns:
+        The analysis coefficients ``(B, m, H', W')``.
+
     Shape:
         x: ``(B, c, H, W)``, weight: ``(m, c, k, k)`` → ``(B, m, H', W')`` with
         ``H' = ⌊(H + 2p − k)/s⌋ + 1``.
+
+    Examples:
+        Analysis is the adjoint of synthesis, ``⟨Dᵀx, Γ⟩ = ⟨x, DΓ⟩``, when synthesis is told
+        the signal size:
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> W = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+        >>> x = torch.randn(2, 3, 9, 9, generator=g, dtype=torch.float64)
+        >>> codes = torch.randn(2, 4, 4, 4, generator=g, dtype=torch.float64)
+        >>> conv_analysis(x, W, stride=2).shape
+        torch.Size([2, 4, 4, 4])
+        >>> lhs = (conv_analysis(x, W, stride=2) * codes).sum()
+        >>> rhs = (x * conv_synthesis(codes, W, stride=2, output_size=(9, 9))).sum()
+        >>> bool(torch.isclose(lhs, rhs))
+        True
     """
     if padding == 0 and x.ndim == 4 and x.shape[-2:] == weight.shape[-2:]:
         # one output position: the correlation is a matrix product (much faster on CPU)
@@ -79,15 +148,43 @@ def conv_synthesis(
 ) -> Tensor:
     """``DΓ``: place a copy of each filter at every code position, scaled by the code.
 
+    ``(DΓ)[b, c, u] = Σ_{j, q} Γ[b, j, q] · W[j, c, u + p − s·q]`` (``conv_transpose2d``, the
+    first and last ``p`` pixels cropped; ``W`` is zero outside its ``k × k`` support): the
+    synthesis ``X = DΓ = Σ_j d_j ∗ Γ_j`` of the CSC model (Papyan,
+    Sulam & Elad 2017, IEEE TSP), the exact adjoint of :func:`conv_analysis` on signals of size
+    ``output_size``.
+
     Args:
         codes: ``(B, m, H', W')``.
         weight: ``(m, c, k, k)``.
+        stride: stride ``s`` of the code grid.
+        padding: zero padding ``p`` of the signal in the analysis (cropped here).
         output_size: the ``(H, W)`` of the signal to produce. ``None`` gives the smallest size
             consistent with the code, ``(H' − 1)s − 2p + k``. For the exact adjoint of
             :func:`conv_analysis` on a signal of size ``(H, W)``, pass that size.
 
+    Returns:
+        The signals ``(B, c, H, W)``.
+
+    Raises:
+        ValueError: for an ``output_size`` whose analysis would not give codes of size
+            ``(H', W')``.
+
     Shape:
         ``(B, m, H', W')`` → ``(B, c, H, W)``.
+
+    Examples:
+        A single unit entry at code position ``(1, 1)`` places a copy of its filter at pixel
+        ``(s, s)``:
+
+        >>> W = torch.arange(1.0, 19.0).view(2, 1, 3, 3)
+        >>> codes = torch.zeros(1, 2, 3, 3)
+        >>> codes[0, 1, 1, 1] = 1.0
+        >>> X = conv_synthesis(codes, W, stride=2)
+        >>> X.shape, torch.equal(X[0, :, 2:5, 2:5], W[1]), float(X.sum()) == float(W[1].sum())
+        (torch.Size([1, 1, 7, 7]), True, True)
+        >>> conv_synthesis(codes, W, stride=2, output_size=(8, 8)).shape
+        torch.Size([1, 1, 8, 8])
     """
     kernel = tuple(weight.shape[-2:])
     single = codes.ndim == 4 and codes.shape[-2:] == (1, 1) and padding == 0

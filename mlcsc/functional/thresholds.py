@@ -47,36 +47,76 @@ def _per_channel(beta: Tensor | float, z: Tensor) -> Tensor | float:
 
 
 def hard_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
-    """Hard thresholding ``z · 1{|z| > β}``.
+    """Hard thresholding ``H_β(z) = z · 1{|z| > β}``, the proximal map of ``β²/2 · ‖·‖₀``.
+
+    Keeps the entries above the threshold and zeroes the others (Donoho & Johnstone 1994,
+    Biometrika); layered hard thresholding of ``Dᵀx`` is the pursuit whose guarantees
+    :func:`~mlcsc.theory.layered_thresholding_guarantee` checks (Papyan, Romano & Elad 2017,
+    JMLR).
+
+    Args:
+        z: input tensor.
+        beta: threshold ``β ≥ 0``: a scalar, or one value per channel ``(C,)``.
+
+    Returns:
+        ``H_β(z)``, shaped like ``z``.
 
     Shape:
         z: ``(B, C, ...)`` or any shape for a scalar β; output has the shape of ``z``.
 
-    >>> hard_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
-    tensor([-2.,  0.,  2.])
+    Examples:
+        >>> hard_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
+        tensor([-2.,  0.,  2.])
     """
     beta = _per_channel(beta, z)
     return z * (z.abs() > beta).to(z.dtype)
 
 
 def soft_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
-    """Soft thresholding ``sign(z) · max(|z| − β, 0)``, the proximal map of ``β‖·‖₁``.
+    """Soft thresholding ``S_β(z) = sign(z) · max(|z| − β, 0)``, the proximal map of ``β‖·‖₁``.
 
-    >>> soft_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
-    tensor([-1.,  0.,  1.])
+    Shrinks every entry towards zero by ``β`` (Donoho 1995, IEEE TIT); it is the step of ISTA
+    for Basis Pursuit (Daubechies, Defrise & De Mol 2004, CPAM), ``S_β(z) =
+    argmin_u ½‖u − z‖₂² + β‖u‖₁``.
+
+    Args:
+        z: input tensor.
+        beta: threshold ``β ≥ 0``: a scalar, or one value per channel ``(C,)``.
+
+    Returns:
+        ``S_β(z)``, shaped like ``z``.
+
+    Shape:
+        z: ``(B, C, ...)`` or any shape for a scalar β; output has the shape of ``z``.
+
+    Examples:
+        >>> soft_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
+        tensor([-1.,  0.,  1.])
     """
     beta = _per_channel(beta, z)
     return torch.sign(z) * torch.relu(z.abs() - beta)
 
 
 def soft_nonneg_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
-    """Soft-nonnegative thresholding ``max(z − β, 0) = ReLU(z − β)``.
+    """Soft-nonnegative thresholding ``S⁺_β(z) = max(z − β, 0) = ReLU(z − β)``.
 
-    This is the CNN activation with bias ``−β``: layered soft-nonnegative thresholding of
-    ``Dᵀx`` is exactly a convolutional forward pass (Papyan, Romano & Elad 2017).
+    The proximal map of ``β‖·‖₁`` restricted to non-negative codes. This is the CNN activation
+    with bias ``−β``: layered soft-nonnegative thresholding of ``Dᵀx`` is exactly a
+    convolutional forward pass (Papyan, Romano & Elad 2017, JMLR).
 
-    >>> soft_nonneg_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
-    tensor([0., 0., 1.])
+    Args:
+        z: input tensor.
+        beta: threshold ``β``: a scalar, or one value per channel ``(C,)``.
+
+    Returns:
+        ``S⁺_β(z)``, shaped like ``z``.
+
+    Shape:
+        z: ``(B, C, ...)`` or any shape for a scalar β; output has the shape of ``z``.
+
+    Examples:
+        >>> soft_nonneg_threshold(torch.tensor([-2.0, 0.5, 2.0]), 1.0)
+        tensor([0., 0., 1.])
     """
     beta = _per_channel(beta, z)
     return torch.relu(z - beta)
@@ -92,11 +132,30 @@ _OPERATORS = {
 def threshold(z: Tensor, beta: Tensor | float, mode: str = "soft_nonneg") -> Tensor:
     """Apply the thresholding operator named by ``mode`` (one of :data:`THRESHOLD_MODES`).
 
-    A ``(C,)`` threshold holds one value per channel (dimension 1):
+    ``"hard"``: :func:`hard_threshold` ``H_β``; ``"soft"``: :func:`soft_threshold` ``S_β``;
+    ``"soft_nonneg"``: :func:`soft_nonneg_threshold` ``S⁺_β`` (the ReLU of a CNN; Papyan,
+    Romano & Elad 2017, JMLR).
 
-    >>> threshold(torch.full((1, 2, 1), 3.0), torch.tensor([1.0, 2.0]), mode="soft")
-    tensor([[[2.],
-             [1.]]])
+    Args:
+        z: input tensor.
+        beta: threshold ``β``: a scalar, or one value per channel ``(C,)``.
+        mode: ``"hard"``, ``"soft"`` or ``"soft_nonneg"``.
+
+    Returns:
+        The thresholded tensor, shaped like ``z``.
+
+    Raises:
+        ValueError: for an unknown ``mode`` or a threshold of the wrong shape.
+
+    Shape:
+        z: ``(B, C, ...)`` or any shape for a scalar β; output has the shape of ``z``.
+
+    Examples:
+        A ``(C,)`` threshold holds one value per channel (dimension 1):
+
+        >>> threshold(torch.full((1, 2, 1), 3.0), torch.tensor([1.0, 2.0]), mode="soft")
+        tensor([[[2.],
+                 [1.]]])
     """
     try:
         operator = _OPERATORS[mode]
@@ -110,10 +169,21 @@ def threshold(z: Tensor, beta: Tensor | float, mode: str = "soft_nonneg") -> Ten
 def weighted_l1(codes: Tensor, weight: Tensor | float) -> Tensor:
     """Per-signal weighted ℓ1 norm ``Σ_c β_c ‖codes[:, c]‖₁`` (or ``β‖codes‖₁`` for a scalar).
 
+    The penalty of Basis Pursuit denoising (Chen, Donoho & Saunders 1998, SIAM J. Sci.
+    Comput.), whose proximal map is :func:`soft_threshold`.
+
+    Args:
+        codes: codes ``(B, C, ...)``.
+        weight: ``β``: a scalar, or one value per channel ``(C,)``.
+
+    Returns:
+        ``(B,)`` tensor, one penalty per signal.
+
     Shape:
         codes ``(B, C, ...)``, weight scalar or ``(C,)`` → ``(B,)``.
 
-    >>> weighted_l1(torch.tensor([[1.0, -2.0]]), torch.tensor([1.0, 0.5]))
-    tensor([2.])
+    Examples:
+        >>> weighted_l1(torch.tensor([[1.0, -2.0]]), torch.tensor([1.0, 0.5]))
+        tensor([2.])
     """
     return (codes.abs() * _per_channel(weight, codes)).flatten(1).sum(1)

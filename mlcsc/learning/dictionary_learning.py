@@ -84,7 +84,28 @@ class SparseCoder(Protocol):
     It receives a :class:`~mlcsc.DenseDictionary` ``D`` (``n × m``), signals ``Y`` of shape
     ``(B, n)`` and the stopping rules ``k`` (maximum atoms per signal, or None) and ``tol``
     (residual ℓ2 norm, or None), and returns dense codes of shape ``(B, m)``.
-    :func:`mlcsc.pursuit.omp` has this signature.
+    :func:`mlcsc.pursuit.omp` has this signature: it approximates, for every row ``y_i``,
+    ``min ‖γ_i‖₀ s.t. ‖y_i − Dγ_i‖₂ ≤ tol`` or ``min ‖y_i − Dγ_i‖₂ s.t. ‖γ_i‖₀ ≤ k`` (the
+    sparse-coding step of Aharon, Elad & Bruckstein 2006 and Engan, Aase & Husøy 1999).
+
+    Shape:
+        - y: ``(B, n)``.
+        - output: ``(B, m)``.
+
+    Examples:
+        Any callable with this signature can replace OMP in :func:`ksvd`, :func:`mod` and
+        :func:`~mlcsc.learning.ksvd_denoise`; here, coding every signal with its one most
+        correlated atom:
+
+        >>> def best_atom(dictionary, y, k=None, tol=None):
+        ...     correlations = dictionary.analyze(y)  # (B, m)
+        ...     best = correlations.abs().argmax(dim=1, keepdim=True)
+        ...     return torch.zeros_like(correlations).scatter_(
+        ...         1, best, correlations.gather(1, best))
+        >>> Y = torch.randn(100, 8, generator=torch.Generator().manual_seed(0))
+        >>> result = mod(Y, 12, sparsity=1, n_iter=3, sparse_coder=best_atom, progress=False)
+        >>> result.codes.shape, int((result.codes != 0).sum(dim=1).max())
+        (torch.Size([100, 12]), 1)
     """
 
     def __call__(
@@ -103,6 +124,22 @@ class DictionaryLearningResult:
             (``Y ≈ codes @ dictionary.weight.T``).
         errors: ``RMSE = ‖Y − ΓDᵀ‖_F / √(B·n)`` after the dictionary update of every iteration.
         replaced: number of atoms replaced after every iteration (unused or near-duplicate).
+
+    Shape:
+        - dictionary weight: ``(n, m)``.
+        - codes: ``(B, m)``.
+
+    Examples:
+        What :func:`mod` returns for two signals coded in the identity dictionary, without an
+        iteration:
+
+        >>> Y = torch.tensor([[3.0, 0.0], [0.0, -2.0]])
+        >>> result = mod(Y, num_atoms=2, sparsity=1, n_iter=0, init=torch.eye(2), progress=False)
+        >>> result.codes @ result.dictionary.weight.detach().T  # ΓDᵀ, the approximation of Y
+        tensor([[ 3.,  0.],
+                [ 0., -2.]])
+        >>> result.errors, result.replaced  # one entry per iteration
+        ([], [])
     """
 
     dictionary: DenseDictionary
@@ -165,8 +202,8 @@ def ksvd(
         progress: show a progress bar (tqdm) with the current RMSE (default True).
 
     Returns:
-        :class:`DictionaryLearningResult` with the dictionary, the codes and the RMSE after
-        every iteration.
+        The learned dictionary, the codes and the RMSE after every iteration, as a
+            :class:`DictionaryLearningResult`.
 
     Raises:
         ValueError: for non-finite or badly shaped ``Y``, or a bad ``num_atoms``, ``sparsity``,
@@ -176,7 +213,7 @@ def ksvd(
         - Y: ``(B, n)``.
         - dictionary weight: ``(n, m)``; codes: ``(B, m)``.
 
-    Example:
+    Examples:
         >>> generator = torch.Generator().manual_seed(0)
         >>> Y = torch.randn(200, 16, dtype=torch.float64, generator=generator)
         >>> result = ksvd(Y, num_atoms=32, sparsity=3, n_iter=5, progress=False,
@@ -222,7 +259,8 @@ def mod(
             ``monotone``, ``sparse_coder``, ``generator``, ``progress``, as for :func:`ksvd`.
 
     Returns:
-        :class:`DictionaryLearningResult`.
+        The learned dictionary, the codes and the RMSE after every iteration, as a
+            :class:`DictionaryLearningResult`.
 
     Raises:
         ValueError: for bad inputs, naming the argument (as :func:`ksvd`).
@@ -230,6 +268,18 @@ def mod(
     Shape:
         - Y: ``(B, n)``.
         - dictionary weight: ``(n, m)``; codes: ``(B, m)``.
+
+    Examples:
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> Y = torch.randn(200, 16, dtype=torch.float64, generator=generator)
+        >>> result = mod(Y, num_atoms=32, sparsity=3, n_iter=5, progress=False,
+        ...              generator=generator)
+        >>> result.dictionary.weight.shape, result.codes.shape, len(result.errors)
+        (torch.Size([16, 32]), torch.Size([200, 32]), 5)
+        >>> int((result.codes != 0).sum(dim=1).max()), bool(result.errors[-1] < result.errors[0])
+        (3, True)
+        >>> torch.allclose(result.dictionary.atom_norms(), torch.ones(32, dtype=torch.float64))
+        True
     """
     regularization = check_number("regularization", regularization, 0.0, allow_inf=True)
 

@@ -36,7 +36,42 @@ def spherical_kmeans(
 ) -> Tensor:
     """``count`` unit-norm centroids of the rows of ``points`` by spherical k-means (cosine
     similarity), started from distinct random rows; an empty cluster takes the worst-fitted
-    point. Returns ``(count, n)``."""
+    point.
+
+    Spherical k-means (Dhillon & Modha 2001, "Concept decompositions for large sparse text data
+    using clustering", Machine Learning 42) clusters directions: with the rows normalised,
+    ``u_i = p_i/‖p_i‖``, every iteration assigns each ``u_i`` to the centroid ``c_j`` of
+    largest ``⟨u_i, c_j⟩`` and replaces each centroid by the normalised sum of its members,
+    ``c_j = Σ_{i∈S_j} u_i / ‖Σ_{i∈S_j} u_i‖``. Only the directions of the points matter, not
+    their norms; a point and its negative are different directions.
+
+    Args:
+        points: ``(N, n)`` points, one per row.
+        count: number of centroids, ``1 ≤ count ≤ N``.
+        n_iter: assignment/update iterations (0 returns the random starting rows, normalised).
+        generator: random generator of the starting rows.
+
+    Returns:
+        ``(count, n)`` centroids of unit norm, on the device and in the dtype of ``points``.
+
+    Raises:
+        ValueError: for ``count`` outside ``[1, N]``.
+
+    Shape:
+        - points: ``(N, n)``.
+        - output: ``(count, n)``.
+
+    Examples:
+        Two directions, at different norms:
+
+        >>> points = torch.tensor([[1.0, 0.1], [2.0, -0.1], [0.1, 1.0], [-0.1, 3.0]])
+        >>> centroids = spherical_kmeans(points, 2, generator=torch.Generator().manual_seed(0))
+        >>> centroids[centroids[:, 0].argsort()].round(decimals=1)
+        tensor([[0., 1.],
+                [1., 0.]])
+        >>> torch.allclose(centroids.norm(dim=1), torch.ones(2))
+        True
+    """
     check_int("count", count, 1, len(points))
     unit = points / points.norm(dim=1, keepdim=True).clamp_min(1e-12)
     pick = torch.randperm(len(unit), generator=generator)[:count].to(unit.device)
@@ -80,6 +115,15 @@ def initialize_from_data_(
     """Set every dictionary of an :class:`~mlcsc.MLCSC` ``encoder`` from ``images``, in place
     (see the module docstring); the atoms are normalised.
 
+    ``D₁`` is the :func:`spherical_kmeans` of the first layer's ``k₁ × k₁`` windows (of the
+    upper half by energy). Each deeper ``D_j`` takes windows ``w`` of the images of the size of
+    layer ``j``'s effective atoms and sets its filters to the ``sparsity``-sparse OMP codes of
+    ``w`` over ``D₁⋯D_{j−1}`` on that window, normalised, so that every effective atom
+    ``D₁⋯D_{j−1}d_j`` approximates a piece of an image and every filter is sparse, as the
+    ML-CSC model of Sulam, Papyan, Romano & Elad (2018, "Multilayer convolutional sparse
+    modeling: pursuit and dictionary learning", IEEE TSP 66(15)) asks of its deeper
+    dictionaries.
+
     Args:
         encoder: the ML-CSC encoder (its layers must chain: layer j's effective atom, coded
             by the layers below, has exactly layer j's kernel size).
@@ -95,6 +139,24 @@ def initialize_from_data_(
     Raises:
         ValueError: images that do not fit the encoder, too few non-empty windows, or layers
             that do not chain.
+
+    Shape:
+        - images: ``(N, C, H, W)``.
+
+    Examples:
+        A two-layer encoder whose layers chain (stride 1, no padding: a ``3 × 3`` filter of
+        layer 2 spans a ``5 × 5`` window of the image):
+
+        >>> from mlcsc import MLCSC
+        >>> encoder = MLCSC(1, [(4, 3), (8, 3)])
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> images = torch.rand(8, 1, 12, 12, generator=generator)
+        >>> initialize_from_data_(encoder, images, sparsity=3, generator=generator)
+        >>> D1, D2 = encoder.dictionaries
+        >>> torch.allclose(D2.atom_norms(), torch.ones(8)), encoder.effective_atoms(2).shape
+        (True, torch.Size([8, 1, 5, 5]))
+        >>> int((D2.weight != 0).flatten(1).sum(dim=1).max())  # at most 3 of 4·3·3 weights
+        3
     """
     encoder.validate_input(images)
     sparsity = check_int("sparsity", sparsity, 1)

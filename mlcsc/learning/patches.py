@@ -34,6 +34,10 @@ __all__ = ["extract_patches", "fold_patches", "patch_counts", "combine_patches",
 def extract_patches(image: Tensor, patch_size: int, stride: int = 1) -> Tensor:
     """All ``p × p`` patches of an image on a grid of step ``stride``, as rows.
 
+    Row ``i`` is ``R_i x``, the patch at the ``i``-th grid position (row-major), flattened
+    channel, row, column: the patch extraction operators of the patch-based Sparseland models
+    of Elad & Aharon (2006, IEEE TIP 15(12)).
+
     Args:
         image: ``(H, W)`` or ``(C, H, W)`` floating-point image.
         patch_size: side ``p`` of the square patches, ``1 ≤ p ≤ min(H, W)``.
@@ -51,12 +55,15 @@ def extract_patches(image: Tensor, patch_size: int, stride: int = 1) -> Tensor:
         - image: ``(H, W)`` or ``(C, H, W)``.
         - output: ``(N, C·p·p)``.
 
-    >>> image = torch.arange(20.0).view(4, 5)
-    >>> extract_patches(image, 3, stride=2)  # positions (0, 0), (0, 2), (1, 0), (1, 2)
-    tensor([[ 0.,  1.,  2.,  5.,  6.,  7., 10., 11., 12.],
-            [ 2.,  3.,  4.,  7.,  8.,  9., 12., 13., 14.],
-            [ 5.,  6.,  7., 10., 11., 12., 15., 16., 17.],
-            [ 7.,  8.,  9., 12., 13., 14., 17., 18., 19.]])
+    Examples:
+        >>> image = torch.arange(20.0).view(4, 5)
+        >>> extract_patches(image, 3, stride=2)  # positions (0, 0), (0, 2), (1, 0), (1, 2)
+        tensor([[ 0.,  1.,  2.,  5.,  6.,  7., 10., 11., 12.],
+                [ 2.,  3.,  4.,  7.,  8.,  9., 12., 13., 14.],
+                [ 5.,  6.,  7., 10., 11., 12., 15., 16., 17.],
+                [ 7.,  8.,  9., 12., 13., 14., 17., 18., 19.]])
+        >>> extract_patches(torch.zeros(3, 32, 32), 8, stride=4).shape  # 7 × 7 positions
+        torch.Size([49, 192])
     """
     x = _as_batch(image, "image")  # (1, C, H, W)
     size = tuple(x.shape[-2:])
@@ -87,9 +94,31 @@ def fold_patches(
     Returns:
         An image of shape ``image_shape``.
 
+    Raises:
+        ValueError: for a bad ``image_shape``, ``patch_size`` or ``stride``, or ``patches`` not
+            of shape ``(N, C·p·p)`` for them or not floating point.
+
     Shape:
         - patches: ``(N, C·p·p)``.
         - output: ``image_shape``.
+
+    Examples:
+        Folding the patches of an all-ones image counts the patches over each pixel:
+
+        >>> image = torch.ones(3, 4)
+        >>> fold_patches(extract_patches(image, 2), image.shape, 2)
+        tensor([[1., 2., 2., 1.],
+                [2., 4., 4., 2.],
+                [1., 2., 2., 1.]])
+
+        and the adjoint identity holds for any image and patches:
+
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(2, 6, 7, generator=generator, dtype=torch.float64)
+        >>> P = torch.randn(9, 18, generator=generator, dtype=torch.float64)  # 3 × 3 positions
+        >>> lhs = (extract_patches(x, 3, stride=2) * P).sum()
+        >>> torch.allclose(lhs, (x * fold_patches(P, x.shape, 3, stride=2)).sum())
+        True
     """
     channels, size = _check_shape(image_shape)
     p, stride = _check_geometry(size, patch_size, stride)
@@ -124,8 +153,36 @@ def patch_counts(
 ) -> Tensor:
     """The diagonal of ``Σ_i R_iᵀR_i``: the number of patches covering each pixel (≥ 1).
 
+    ``Σ_i R_iᵀR_i`` is diagonal, so this image is the whole operator: the weights that turn
+    the sum :func:`fold_patches` into the average :func:`combine_patches`, and the denominator
+    of the averaging step of the K-SVD denoiser (Elad & Aharon 2006).
+
+    Args:
+        image_shape: ``(H, W)`` or ``(C, H, W)`` of the image.
+        patch_size: side ``p`` of the patches.
+        stride: step of the grid (as in :func:`extract_patches`).
+        dtype: dtype of the result (default: torch's default dtype).
+        device: device of the result.
+
+    Returns:
+        The counts, shaped like the image (equal across channels).
+
+    Raises:
+        ValueError: for a bad ``image_shape``, ``patch_size`` or ``stride``.
+
     Shape:
         - output: ``image_shape``.
+
+    Examples:
+        With stride 2 on 5 pixels the positions are 0, 2 and the border position 3, so
+        column (and row) 3 is covered twice:
+
+        >>> patch_counts((5, 5), 2, stride=2)
+        tensor([[1., 1., 1., 2., 1.],
+                [1., 1., 1., 2., 1.],
+                [1., 1., 1., 2., 1.],
+                [2., 2., 2., 4., 2.],
+                [1., 1., 1., 2., 1.]])
     """
     channels, size = _check_shape(image_shape)
     p, stride = _check_geometry(size, patch_size, stride)
@@ -139,17 +196,31 @@ def combine_patches(
 ) -> Tensor:
     """``(Σ_i R_iᵀR_i)⁻¹ Σ_i R_iᵀ p_i``: the image whose pixels average the patches covering them.
 
-    The least-squares image for the given patches; inverts :func:`extract_patches` exactly
-    for unmodified patches (each pixel is a mean of identical values).
+    The least-squares image for the given patches, ``argmin_x Σ_i ‖R_i x − p_i‖₂²``; inverts
+    :func:`extract_patches` exactly for unmodified patches (each pixel is a mean of identical
+    values).
+
+    Args:
+        patches: ``(N, C·p·p)`` patches in the order of :func:`extract_patches`.
+        image_shape: ``(H, W)`` or ``(C, H, W)`` of the image.
+        patch_size: side ``p``.
+        stride: step of the grid (as in :func:`extract_patches`).
+
+    Returns:
+        An image of shape ``image_shape``.
+
+    Raises:
+        ValueError: as :func:`fold_patches`.
 
     Shape:
         - patches: ``(N, C·p·p)``.
         - output: ``image_shape``.
 
-    >>> image = torch.rand(3, 13, 11)
-    >>> patches = extract_patches(image, 4, stride=3)
-    >>> torch.allclose(combine_patches(patches, image.shape, 4, stride=3), image)
-    True
+    Examples:
+        >>> image = torch.rand(3, 13, 11, generator=torch.Generator().manual_seed(0))
+        >>> patches = extract_patches(image, 4, stride=3)
+        >>> torch.allclose(combine_patches(patches, image.shape, 4, stride=3), image)
+        True
     """
     total = fold_patches(patches, image_shape, patch_size, stride)
     counts = patch_counts(
@@ -159,7 +230,28 @@ def combine_patches(
 
 
 def num_patches(size: tuple[int, int], patch_size: int, stride: int = 1) -> int:
-    """Number of patches :func:`extract_patches` takes from an image of spatial ``size``."""
+    """Number of patches :func:`extract_patches` takes from an image of spatial ``size``.
+
+    ``N = N_h·N_w`` with ``N_h = ⌈(H − p)/stride⌉ + 1`` positions per column (the border
+    position included) and likewise ``N_w``.
+
+    Args:
+        size: spatial size ``(H, W)``.
+        patch_size: side ``p`` of the patches, ``1 ≤ p ≤ min(H, W)``.
+        stride: step of the grid, ``≥ 1``.
+
+    Returns:
+        The number of patches ``N``.
+
+    Raises:
+        ValueError: for a ``patch_size`` larger than the image or a bad ``stride``.
+
+    Examples:
+        >>> num_patches((4, 5), 3, stride=2)  # the rows of the extract_patches example
+        4
+        >>> num_patches((512, 512), 8), 505 * 505  # every overlapping 8 × 8 patch
+        (255025, 255025)
+    """
     p, stride = _check_geometry(tuple(size), patch_size, stride)
     return _positions(size[0], p, stride).numel() * _positions(size[1], p, stride).numel()
 

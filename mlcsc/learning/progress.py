@@ -27,9 +27,10 @@ def progress_bar(iterable: Iterable, description: str, enabled: bool):
     """A tqdm progress bar over ``iterable`` when ``enabled`` and tqdm is installed (tqdm is
     not a dependency of the core library), else a silent stand-in with the same methods.
 
-    >>> bar = progress_bar(range(3), "steps", enabled=False)
-    >>> list(bar), bar.set_postfix(rmse=0.1), bar.close()
-    ([0, 1, 2], None, None)
+    Examples:
+        >>> bar = progress_bar(range(3), "steps", enabled=False)
+        >>> list(bar), bar.set_postfix(rmse=0.1), bar.close()
+        ([0, 1, 2], None, None)
     """
     if enabled:
         try:

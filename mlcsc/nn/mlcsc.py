@@ -37,13 +37,33 @@ COMPILED_START_STEPS = 20
 class MLCSC(nn.Module):
     """Multi-layer convolutional sparse coding encoder.
 
+    The ML-CSC model (Papyan, Romano & Elad 2017, "Convolutional neural networks analyzed via
+    convolutional sparse coding", JMLR 18) says an image is ``X = D₁Γ₁`` with
+    ``Γ_{j−1} = D_jΓ_j`` for ``j = 2 … K``, every ``D_j`` a convolutional dictionary
+    (:class:`~mlcsc.ConvDictionary`) and every ``Γ_j`` sparse. The forward pass estimates the
+    codes by ``n_iter`` unrolled iterations of a pursuit, with learnable per-channel thresholds
+    and step sizes:
+
+    * ``n_iter = 0`` is layered thresholding, ``Γ_j = σ_β(D_jᵀΓ_{j−1})`` with ``Γ₀ = X``: for
+      ``threshold_mode="soft_nonneg"`` exactly the forward pass of a CNN with ReLU
+      ``σ_β(z) = max(z − β, 0)`` and bias ``−β`` (Papyan, Romano & Elad 2017);
+    * ``layered_bp`` solves a basis pursuit per layer (Papyan, Romano & Elad 2017);
+    * ``ml_ista`` / ``ml_fista`` are the multi-layer ISTA and FISTA of Sulam, Aberdam, Beck &
+      Elad (2019, "On multi-layer basis pursuit, efficient algorithms and convolutional neural
+      networks", IEEE TPAMI), which approach the multi-layer basis pursuit
+      ``min_Γ_K ½‖X − D₁⋯D_KΓ_K‖² + Σ_j β_j‖D_{j+1}⋯D_KΓ_K‖₁``;
+    * ``projection`` is the ML-CSC projection onto the effective dictionary ``D₁⋯D_K`` (Sulam,
+      Papyan, Romano & Elad 2018, "Multilayer convolutional sparse modeling: pursuit and
+      dictionary learning", IEEE TSP 66(15)); ``ml_lista`` and ``all_free`` learn their own
+      analysis filters (see :mod:`mlcsc.pursuit`).
+
     Args:
         in_channels: channels of the input images.
         layers: one ``(num_atoms, kernel_size, stride, padding)`` spec per layer (stride and
             padding may be omitted: 1 and 0).
         pursuit: a registered pursuit (:data:`mlcsc.pursuit.PURSUITS`): ``layered_thresholding``,
             ``layered_bp``, ``ml_ista``, ``ml_fista``, ``ml_lista``, ``projection``,
-            ``all_free``.
+            ``projection_refit``, ``projection_omp``, ``all_free``.
         n_iter: unrolled iterations ``T`` (per layer for ``layered_bp``); 0 is the CNN forward
             pass. Can be changed after training (for ``all_free`` only lowered: it has filters
             of its own in each of the ``T`` unfoldings it was built with).
@@ -60,8 +80,8 @@ class MLCSC(nn.Module):
               (ML-ISTA, ML-FISTA, projection) the compound step of layer ``j`` is
               ``c₁⋯c_j = clamp(ρ_j, 0, 1.99)/‖D₁⋯D_j‖²``; with ``"layer"`` (layered BP)
               ``c_j = clamp(ρ_j, 0, 1.99)/‖D_j‖²``; thresholds after a step are scaled by it.
-              The norms are tracked by warm power iteration while training and re-estimated to
-              convergence whenever they are unknown or stale (new image size, loaded weights,
+              The norms are tracked by warm-started Lanczos steps while training and re-estimated
+              to convergence whenever they are unknown or stale (new image size, loaded weights,
               changed ``n_iter``, evaluation after the weights moved).
             * ``"reference"``: the equations of Sulam, Aberdam, Beck & Elad (2019)'s public
               networks: ``step_sizes[j] = c_j`` is a learnable absolute step that also scales
@@ -73,6 +93,12 @@ class MLCSC(nn.Module):
         untied: separate analysis filters ``B_j`` (learned adjoints) beside the dictionaries;
             ``None`` follows the pursuit (required by ``ml_lista``, whose ``W_j`` they are;
             refused by ``projection``, which needs the exact adjoint of ``D₁⋯D_K``).
+        step_rule: in the normalised parametrisation, which norm sizes the steps: ``"chain"``
+            (compound step of layer ``j`` from ``‖D₁⋯D_j‖²``) or ``"layer"`` (step of layer
+            ``j`` from ``‖D_j‖²``), among those the pursuit supports; ``None`` (default) takes
+            the pursuit's default for the threshold mode (for ML-ISTA / ML-FISTA ``"layer"``
+            with ``soft_nonneg``, ``"chain"`` otherwise). Must be ``None`` in the reference
+            parametrisation.
         checkpointing: gradient checkpointing across the unrolled iterations of ML-ISTA and
             ML-FISTA: each iteration is recomputed in the backward pass instead of keeping its
             intermediate tensors, so training memory stops growing with ``n_iter`` (one more
@@ -85,15 +111,44 @@ class MLCSC(nn.Module):
     Attributes:
         dictionaries: ``nn.ModuleList`` of :class:`~mlcsc.ConvDictionary` ``[D₁, …, D_K]``.
         analysis_dictionaries: the untied analysis operators, or ``None``.
-        unfolded_dictionaries, unfolded_thresholds: the filters and thresholds of unfoldings
-            ``2…T+1`` of an unfolded pursuit (``all_free``), or ``None``.
+        unfolded_dictionaries: the filters of unfoldings ``2…T+1`` of an unfolded pursuit
+            (``all_free``), or ``None``.
+        unfolded_thresholds: the thresholds of those unfoldings, or ``None``.
         thresholds: ``nn.ParameterList`` of per-channel thresholds, shapes ``(m_j,)``.
         step_sizes: ``nn.ParameterList`` of step sizes (relative or absolute), 0-d each.
         lipschitz_constants: buffer ``(K,)``: the norms the steps are divided by
             (``‖D₁⋯D_j‖²`` or ``‖D_j‖²``, on the last input size).
 
+    Raises:
+        ValueError: for a bad layer spec, an unknown pursuit or option, or an option the
+            pursuit does not support (the message names it and the valid choices).
+
     Shape:
-        input ``(B, in_channels, H, W)`` → ``Γ_K`` of shape ``(B, m_K, H_K, W_K)``.
+        - input: ``(B, in_channels, H, W)``.
+        - output: ``Γ_K`` of shape ``(B, m_K, H_K, W_K)`` (``[Γ₁, …, Γ_K]`` with
+          ``return_all=True``), with ``H_j = ⌊(H_{j−1} + 2p_j − k_j)/s_j⌋ + 1``.
+
+    Examples:
+        >>> x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        >>> encoder = MLCSC(1, [(8, 5, 2), (16, 3, 2)], pursuit="ml_fista", n_iter=3)
+        >>> gamma = encoder(x)
+        >>> gamma.shape, encoder.code_shape((28, 28)), encoder.layer_sizes((28, 28))
+        (torch.Size([2, 16, 5, 5]), (16, 5, 5), [(28, 28), (12, 12), (5, 5)])
+        >>> [code.shape for code in encoder(x, return_all=True)]
+        [torch.Size([2, 8, 12, 12]), torch.Size([2, 16, 5, 5])]
+        >>> bool((gamma >= 0).all())  # soft_nonneg thresholds: non-negative codes
+        True
+        >>> encoder.reconstruct(gamma, (28, 28)).shape  # D₁D₂Γ₂
+        torch.Size([2, 1, 28, 28])
+
+        With no iterations the encoder is a ReLU CNN with bias ``−β``:
+
+        >>> import torch.nn.functional as F
+        >>> cnn = MLCSC(1, [(8, 5, 2), (16, 3, 2)], n_iter=0, threshold_init=0.1)
+        >>> D1, D2 = cnn.dictionaries
+        >>> hidden = F.relu(F.conv2d(x, D1.weight, stride=2) - 0.1)
+        >>> torch.allclose(cnn(x), F.relu(F.conv2d(hidden, D2.weight, stride=2) - 0.1))
+        True
     """
 
     def __init__(

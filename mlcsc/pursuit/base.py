@@ -68,12 +68,19 @@ UNTIED = ("never", "optional", "required")
 class LayerParameters:
     """The per-layer operators and numbers a multi-layer pursuit runs with (``j = 1…K``).
 
+    One record holds everything the update equations of :mod:`mlcsc.pursuit.base` need: the
+    forward pass ``Γ_j = T(a_j·B_jᵀΓ_{j−1}, β_j)`` and the gradient step
+    ``Γ_j = T(Γ̂_j − c_j·B_jᵀ(D_jΓ̂_j − Γ_{j−1}), s_j·β_j)``, in the notation of the ML-CSC
+    model (Papyan, Romano & Elad 2017, JMLR) and of ML-ISTA (Sulam, Aberdam, Beck & Elad 2019,
+    IEEE TPAMI). :meth:`~mlcsc.MLCSC.layer_parameters` builds it from a model;
+    :meth:`explicit` builds it from plain lists, as the functional forms do.
+
     Attributes:
         dictionaries: synthesis dictionaries ``D_j`` (rebuilding ``Γ̂_{j−1} = D_jΓ̂_j``).
         analysis: the operators ``B_j`` whose adjoints the pursuit applies (``D_j`` when tied;
             for ML-LISTA the ``W_j`` of its Gram term).
         sizes: spatial size of the signal of every dictionary, ``[(H, W), (H₁, W₁), …]``
-            (synthesis needs it for strided layers).
+            (synthesis needs it for strided layers; ``None`` entries for dense dictionaries).
         thresholds: ``β_j``, scalars or per-channel ``(m_j,)`` tensors.
         mode: the thresholding operator (:data:`mlcsc.functional.THRESHOLD_MODES`).
         forward_scales: ``a_j`` of the forward pass (1, or the reference step ``c_j``).
@@ -89,6 +96,24 @@ class LayerParameters:
         checkpointing: recompute each iteration in the backward pass instead of keeping its
             intermediate tensors (gradient checkpointing: memory of one iteration instead of
             ``T``, at the cost of one more forward pass; same gradients).
+
+    Shape:
+        - signals ``x``: ``(B, C, H, W)`` (convolutional) or ``(B, n)`` (dense).
+        - codes: ``Γ_j`` of shape ``(B, m_j, H_j, W_j)`` or ``(B, m_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> _ = torch.manual_seed(0)
+        >>> stack = [DenseDictionary(torch.randn(6, 8)), DenseDictionary(torch.randn(8, 10))]
+        >>> x = torch.zeros(3, 6)
+        >>> layers = LayerParameters.explicit(stack, x, [0.1, 0.2], steps=[0.5, 0.25])
+        >>> layers.num_layers, layers.sizes, layers.forward_scales
+        (2, [None, None], [1.0, 1.0])
+        >>> layers.compound_steps(), layers.step_threshold_scales(compound=False)
+        ([0.5, 0.125], [0.5, 0.25])
+        >>> [tuple(code.shape) for code in layers.rebuild(torch.ones(3, 10))]  # [D₂Γ₂, Γ₂]
+        [(3, 8), (3, 10)]
     """
 
     dictionaries: Sequence
@@ -114,7 +139,16 @@ class LayerParameters:
     ) -> LayerParameters:
         """The normalised equations with explicit per-layer steps (the functional forms
         :func:`~mlcsc.pursuit.ml_ista`, …): signal sizes from ``x``, tied filters unless
-        ``analysis`` is given."""
+        ``analysis`` is given.
+
+        Args:
+            dictionaries: ``[D₁, …, D_K]``.
+            x: signals ``(B, C, H, W)`` or ``(B, n)``; only their spatial size is used.
+            thresholds: ``[β₁, …, β_K]``, scalars or ``(m_j,)`` tensors.
+            mode: the thresholding operator.
+            steps: ``[c₁, …, c_K]``, or ``None`` for a pursuit without steps.
+            analysis: ``[B₁, …, B_K]`` in place of the dictionaries' own adjoints.
+        """
         return cls(
             dictionaries,
             analysis or dictionaries,
@@ -216,10 +250,26 @@ def fista_momentum(n_iter: int, published: bool = False) -> list[float]:
     """Extrapolation weights ``w_k`` of the ``n_iter`` iterations of a FISTA loop started from
     ``Γ⁰``: iteration ``k`` is evaluated at ``Γ^{k−1} + w_k(Γ^{k−1} − Γ^{k−2})``.
 
-    With ``t₀ = 1`` and ``t_k = (1 + √(1 + 4t_{k−1}²))/2`` the public ML-FISTA uses
-    ``w_k = (t_{k−1} − 1)/t_k`` (``0, 0.28, 0.43, …``: momentum from the second iteration on);
-    Beck & Teboulle's FISTA counted from ``Γ⁰`` uses the same weights one iteration later
+    With ``t₀ = 1`` and ``t_k = (1 + √(1 + 4t_{k−1}²))/2`` the public ML-FISTA (Sulam, Aberdam,
+    Beck & Elad 2019, IEEE TPAMI) uses ``w_k = (t_{k−1} − 1)/t_k`` (``0, 0.28, 0.43, …``:
+    momentum from the second iteration on); the FISTA of Beck & Teboulle (2009, SIAM Journal on
+    Imaging Sciences) counted from ``Γ⁰`` uses the same weights one iteration later
     (``0, 0, 0.28, …``), as :func:`mlcsc.pursuit.fista` does.
+
+    Args:
+        n_iter: number of iterations (``≥ 0``).
+        published: the schedule of the public ML-FISTA code instead of Beck & Teboulle's.
+
+    Returns:
+        ``n_iter`` weights ``[w₁, …, w_{n_iter}]`` (Python floats in ``[0, 1)``).
+
+    Examples:
+        >>> [round(w, 2) for w in fista_momentum(5)]
+        [0.0, 0.0, 0.28, 0.43, 0.53]
+        >>> [round(w, 2) for w in fista_momentum(5, published=True)]
+        [0.0, 0.28, 0.43, 0.53, 0.6]
+        >>> fista_momentum(0)
+        []
     """
     weights, t = [], 1.0
     for _ in range(n_iter):
@@ -232,7 +282,14 @@ def fista_momentum(n_iter: int, published: bool = False) -> list[float]:
 class Pursuit:
     """A multi-layer pursuit: subclass it, declare its needs, implement :meth:`run`.
 
-    Class attributes (the declaration :class:`~mlcsc.MLCSC` reads):
+    A pursuit maps images ``Y`` to codes ``[Γ₁, …, Γ_K]`` of the ML-CSC model
+    ``Y ≈ D₁Γ₁, Γ_{j−1} ≈ D_jΓ_j`` (Papyan, Romano & Elad 2017, JMLR). It is written once,
+    against :class:`LayerParameters`; calling the instance runs :meth:`run`. Register a subclass
+    by name with :func:`~mlcsc.pursuit.register_pursuit` so that
+    ``MLCSC(..., pursuit="name")`` runs it; the class attributes below are the declaration
+    :class:`~mlcsc.MLCSC` reads to provide what the pursuit needs.
+
+    Attributes:
         name: the registry name (set by :func:`~mlcsc.pursuit.register_pursuit`).
         step_rules: the step rules it supports in the normalised parametrisation (the first is
             its default): ``"chain"`` (compound steps ``c₁⋯c_j = ρ_j/‖D₁⋯D_j‖²``) or
@@ -243,6 +300,31 @@ class Pursuit:
         unfolded: the pursuit has filters and thresholds of its own in every unfolding (its
             number of iterations is fixed when the model is built).
         parametrizations: the parametrisations whose equations it implements.
+
+    Shape:
+        - x: ``(B, C, H, W)`` (or ``(B, n)`` with dense dictionaries).
+        - output: ``[Γ₁, …, Γ_K]`` with ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        A pursuit that keeps the deepest code of the forward pass and rebuilds the others from
+        it (not registered here, so it is called directly on :class:`LayerParameters`):
+
+        >>> import torch
+        >>> from mlcsc import ConvDictionary
+        >>> class Rebuilt(Pursuit):
+        ...     def run(self, layers, x, n_iter):
+        ...         return layers.rebuild(forward_pass(layers, x)[-1])
+        >>> _ = torch.manual_seed(0)
+        >>> stack = [ConvDictionary(1, 4, 3), ConvDictionary(4, 8, 3)]
+        >>> x = torch.randn(2, 1, 12, 12)
+        >>> layers = LayerParameters.explicit(stack, x, thresholds=[0.0, 0.1])
+        >>> gamma_1, gamma_2 = Rebuilt()(layers, x, n_iter=0)
+        >>> tuple(gamma_1.shape), tuple(gamma_2.shape)
+        ((2, 4, 10, 10), (2, 8, 8, 8))
+        >>> torch.equal(gamma_1, stack[1].synthesize(gamma_2, (10, 10)))  # Γ₁ = D₂Γ₂
+        True
+        >>> Rebuilt(), Rebuilt().default_step_rule("soft")  # no steps declared
+        (Rebuilt(name='', step_rules=()), None)
     """
 
     name: ClassVar[str] = ""

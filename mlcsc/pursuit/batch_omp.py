@@ -58,12 +58,30 @@ _FAST = torch.float32
 class SparseCodes(NamedTuple):
     """OMP codes in sparse form: the chosen atoms of every signal, in the order chosen.
 
+    What :func:`~mlcsc.pursuit.omp` returns with ``return_sparse=True``: the supports ``S`` and
+    the least-squares coefficients ``Γ_S`` found by Batch-OMP (Rubinstein, Zibulevsky & Elad
+    2008, Technion technical report CS-2008-08), so that the dense code of signal ``b`` is
+    ``Γ[b, indices[b, i]] = values[b, i]`` for ``i < counts[b]`` and zero elsewhere.
+
     Attributes:
         indices: ``(B, K)`` int64 indices into the flattened code of one signal (the atom for
             a dense dictionary; ``c·H'·W' + h·W' + w`` for a convolutional one), padded with
             ``-1`` after the ``counts[b]`` chosen atoms. ``K ≤ k`` is the number of steps run.
         values: ``(B, K)`` coefficients, ``0`` in the padding.
         counts: ``(B,)`` int64 number of chosen atoms per signal.
+
+    Shape:
+        - indices, values: ``(B, K)``; counts: ``(B,)``.
+        - :meth:`to_dense`: ``(B, size)``.
+
+    Examples:
+        >>> sparse = SparseCodes(
+        ...     indices=torch.tensor([[2, 0], [1, -1]]),
+        ...     values=torch.tensor([[0.5, -1.0], [2.0, 0.0]]),
+        ...     counts=torch.tensor([2, 1]),
+        ... )
+        >>> sparse.to_dense(3).tolist()  # the second signal chose one atom
+        [[-1.0, 0.0, 0.5], [0.0, 2.0, 0.0]]
     """
 
     indices: Tensor

@@ -93,10 +93,37 @@ __all__ = [
 
 @register_pursuit("ml_ista")
 class MLISTA(Pursuit):
-    """ML-ISTA: ``n_iter`` multi-layer proximal-gradient iterations from the forward pass.
+    """ML-ISTA, registered as ``"ml_ista"``: ``n_iter`` multi-layer proximal-gradient
+    iterations on the deepest code, from the forward pass.
 
-    Step rules: ``"chain"`` (default for signed codes) and ``"layer"`` (default for
-    non-negative codes, see the module docstring).
+    Each iteration rebuilds ``Γ̂_{j−1} = D_jΓ̂_j`` from ``Γ_K`` and takes one step per layer,
+    ``Γ_j ← T(Γ̂_j − c_jB_jᵀ(D_jΓ̂_j − Γ_{j−1}), s_jβ_j)`` (``Γ₀ = Y``, ``s_j = c₁⋯c_j`` in the
+    normalised parametrisation), for the multi-layer basis pursuit
+    ``min ½‖Y − D₁⋯D_KΓ_K‖² + Σ_j β_j‖Γ_j‖₁`` (:func:`multilayer_bp_objective`). From Sulam,
+    Aberdam, Beck & Elad (2019, "On multi-layer basis pursuit, efficient algorithms and
+    convolutional neural networks", IEEE TPAMI). Step rules: ``"chain"`` (default for signed
+    codes) and ``"layer"`` (default for non-negative codes, see the module docstring).
+
+    Shape:
+        - x: ``(B, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]``, ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import MLCSC
+        >>> _ = torch.manual_seed(0)
+        >>> model = MLCSC(1, [(4, 3), (8, 3, 2)], pursuit="ml_ista", n_iter=4,
+        ...               threshold_init=0.05)
+        >>> x = torch.randn(2, 1, 12, 12)
+        >>> codes = model(x, return_all=True)
+        >>> model.step_rule, [tuple(code.shape) for code in codes]  # ReLU codes: per-layer steps
+        ('layer', [(2, 4, 10, 10), (2, 8, 4, 4)])
+        >>> args = list(model.dictionaries), x, list(model.thresholds), model.steps()
+        >>> same = ml_ista(*args, n_iter=4)  # the functional form with the model's steps
+        >>> all(torch.allclose(a, b) for a, b in zip(codes, same))
+        True
+        >>> MLCSC(1, [(4, 3), (8, 3, 2)], pursuit="ml_ista", threshold_mode="soft").step_rule
+        'chain'
     """
 
     step_rules = ("chain", "layer")
@@ -114,7 +141,14 @@ class MLISTA(Pursuit):
         self, layers: LayerParameters, x: Tensor, codes: list[Tensor], n_iter: int
     ) -> list[Tensor]:
         """``n_iter`` iterations started from ``codes`` (only the deepest is used): :meth:`run`
-        after its forward pass."""
+        after its forward pass.
+
+        Args:
+            layers: the operators and numbers.
+            x: images ``(B, C, H, W)``.
+            codes: starting codes ``[Γ₁, …, Γ_K]`` (only ``Γ_K`` is read).
+            n_iter: number of iterations (0 returns ``codes``).
+        """
         if self.momentum:
             weights = fista_momentum(n_iter, published=layers.published_momentum)
         else:
@@ -145,16 +179,72 @@ class MLISTA(Pursuit):
 
 @register_pursuit("ml_fista")
 class MLFISTA(MLISTA):
-    """ML-FISTA: ML-ISTA with FISTA momentum on the deepest code."""
+    """ML-FISTA, registered as ``"ml_fista"``: ML-ISTA with FISTA momentum on the deepest code.
+
+    Iteration ``k`` is ML-ISTA's evaluated at ``Γ_K^{k−1} + w_k(Γ_K^{k−1} − Γ_K^{k−2})`` with
+    the weights of :func:`~mlcsc.pursuit.fista_momentum` (Beck & Teboulle's from the forward
+    pass, or the public code's one iteration earlier in the reference parametrisation). From
+    Sulam, Aberdam, Beck & Elad (2019, IEEE TPAMI), with the momentum of Beck & Teboulle (2009,
+    SIAM Journal on Imaging Sciences). The default pursuit of :class:`~mlcsc.MLCSC`.
+
+    Shape:
+        - x: ``(B, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]``, ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import MLCSC
+        >>> from mlcsc.pursuit import layered_thresholding
+        >>> _ = torch.manual_seed(0)
+        >>> model = MLCSC(1, [(4, 3), (8, 3, 2)], pursuit="ml_fista", n_iter=0,
+        ...               threshold_init=0.05)
+        >>> x = torch.randn(2, 1, 12, 12)
+        >>> cnn = layered_thresholding(list(model.dictionaries), x, list(model.thresholds))
+        >>> torch.equal(model(x), cnn[-1])  # n_iter = 0 is the forward pass
+        True
+        >>> model.n_iter = 6
+        >>> args = list(model.dictionaries), x, list(model.thresholds)
+        >>> gamma = model(x)
+        >>> gamma.shape, torch.allclose(gamma, ml_fista(*args, model.steps(), n_iter=6)[-1])
+        (torch.Size([2, 8, 4, 4]), True)
+    """
 
     momentum = True
 
 
 @register_pursuit("ml_lista")
 class MLLISTA(Pursuit):
-    """ML-LISTA: learned operators ``B_j`` (``layers.dictionaries``) and ``W_j``
-    (``layers.analysis``); the forward pass is ``T_{β_j}(B_jᵀΓ_{j−1})`` and no steps are
-    taken (the operators absorb them), in either parametrisation."""
+    """ML-LISTA, registered as ``"ml_lista"``: learned operators ``B_j``
+    (``layers.dictionaries``) and ``W_j`` (``layers.analysis``).
+
+    The forward pass is ``T_{β_j}(B_jᵀΓ_{j−1})``; each iteration rebuilds
+    ``Γ̂_{j−1} = B_jΓ̂_j`` and updates ``Γ_j ← T_{β_j}(Γ̂_j − W_jᵀW_jΓ̂_j + B_jᵀΓ_{j−1})``. No
+    steps are taken (the operators absorb them), in either parametrisation, and the model
+    needs untied filters (its ``analysis_dictionaries`` are the ``W_j``). The multi-layer
+    extension of LISTA (Gregor & LeCun 2010, ICML) of Sulam, Aberdam, Beck & Elad (2019,
+    IEEE TPAMI).
+
+    Shape:
+        - x: ``(B, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]``, ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import MLCSC
+        >>> _ = torch.manual_seed(0)
+        >>> model = MLCSC(1, [(4, 3), (8, 3, 2)], pursuit="ml_lista", n_iter=3,
+        ...               threshold_init=0.05)
+        >>> len(model.analysis_dictionaries), model.step_rule  # the W_j; no steps
+        (2, None)
+        >>> x = torch.randn(2, 1, 12, 12)
+        >>> codes = model(x, return_all=True)
+        >>> [tuple(code.shape) for code in codes]
+        [(2, 4, 10, 10), (2, 8, 4, 4)]
+        >>> B, W = list(model.dictionaries), list(model.analysis_dictionaries)
+        >>> same = ml_lista(B, W, x, list(model.thresholds), n_iter=3)
+        >>> all(torch.allclose(a, b) for a, b in zip(codes, same))
+        True
+    """
 
     untied = "required"
 
@@ -194,10 +284,38 @@ def chain_steps(dictionaries: Sequence, x: Tensor, relative: float = 1.0) -> lis
     :func:`ml_fista` with ``β_{<K} = 0`` exactly ISTA / FISTA on ``D_eff`` with step
     ``ρ/‖D_eff‖²`` (see the module docstring).
 
+    mlcsc's step rule ``"chain"``: ML-ISTA (Sulam, Aberdam, Beck & Elad 2019, IEEE TPAMI)
+    expands into steps of size ``c₁⋯c_j`` on ``D₁⋯D_j``, so that ISTA's condition
+    ``c < 2/L`` (Daubechies, Defrise & De Mol 2004, CPAM) applies to the chains, not to the
+    layers. The norms are estimated by power iteration on
+    :class:`~mlcsc.EffectiveDictionary`.
+
     Args:
         dictionaries: ``[D₁, …, D_K]``.
         x: signals the pursuit will run on, ``(B, C, H, W)`` or ``(B, n)``.
         relative: ``ρ`` in ``(0, 2)``.
+
+    Returns:
+        ``[c₁, …, c_K]`` as Python floats.
+
+    Raises:
+        ValueError: for ``relative`` outside ``(0, 2)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> _ = torch.manual_seed(0)
+        >>> W1 = torch.randn(16, 24, dtype=torch.float64)
+        >>> W2 = torch.randn(24, 32, dtype=torch.float64)
+        >>> steps = chain_steps([DenseDictionary(W1), DenseDictionary(W2)], torch.zeros(1, 16))
+        >>> len(steps)
+        2
+        >>> def inverse_norm(matrix):  # 1/‖M‖₂²
+        ...     return 1 / float(torch.linalg.matrix_norm(matrix, ord=2) ** 2)
+        >>> abs(steps[0] / inverse_norm(W1) - 1) < 1e-6  # c₁ = 1/‖D₁‖²
+        True
+        >>> abs(steps[0] * steps[1] / inverse_norm(W1 @ W2) - 1) < 1e-6  # c₁c₂ = 1/‖D₁D₂‖²
+        True
     """
     from mlcsc.effective_dictionary import EffectiveDictionary
 
@@ -211,37 +329,141 @@ def chain_steps(dictionaries: Sequence, x: Tensor, relative: float = 1.0) -> lis
 
 
 def ml_ista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
-    """ML-ISTA with explicit steps.
+    """ML-ISTA with explicit steps: the functional form of :class:`MLISTA`.
+
+    From the forward pass, ``n_iter`` times: rebuild ``Γ̂_{j−1} = D_jΓ̂_j`` from ``Γ_K``, then
+    ``Γ_j ← T_{c₁⋯c_jβ_j}(Γ̂_j − c_jD_jᵀ(D_jΓ̂_j − Γ_{j−1}))`` for ``j = 1…K`` (``Γ₀ = x``),
+    for the multi-layer basis pursuit of Sulam, Aberdam, Beck & Elad (2019, IEEE TPAMI).
 
     Args:
         dictionaries: ``[D₁, …, D_K]``.
-        x: input ``(B, C, H, W)``.
+        x: input ``(B, C, H, W)`` (or ``(B, n)`` for dense dictionaries).
         thresholds: ``[β₁, …, β_K]`` (ℓ1 weights; scalars or ``(m_j,)`` tensors).
         steps: ``[c₁, …, c_K]``; layer ``j`` thresholds at ``c₁⋯c_j·β_j``. Stable when every
-            compound step ``c₁⋯c_j < 2/‖D₁⋯D_j‖²``.
+            compound step ``c₁⋯c_j < 2/‖D₁⋯D_j‖²`` (:func:`chain_steps`).
         n_iter: number of iterations ``T`` (0 gives the forward pass).
-        mode: thresholding operator.
+        mode: thresholding operator (``"soft_nonneg"``, ``"soft"`` or ``"hard"``).
         analysis: optional analysis dictionaries ``B_j`` used for the adjoints.
 
     Returns:
         ``[Γ₁, …, Γ_K]`` from the last iteration (each the output of its thresholding).
+
+    Shape:
+        - x: ``(B, C, H, W)`` or ``(B, n)``.
+        - output: ``Γ_j`` of shape ``(B, m_j, H_j, W_j)`` or ``(B, m_j)``.
+
+    Examples:
+        With ``β₁ = 0``, signed codes and :func:`chain_steps`, ML-ISTA on ``[D₁, D₂]`` is
+        ISTA on ``D_eff = D₁D₂`` started from the forward pass:
+
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> from mlcsc.pursuit import ista, thresholding
+        >>> _ = torch.manual_seed(0)
+        >>> W1 = torch.randn(16, 24, dtype=torch.float64)
+        >>> W2 = torch.randn(24, 32, dtype=torch.float64)
+        >>> stack = [DenseDictionary(W1), DenseDictionary(W2)]
+        >>> x = torch.randn(5, 16, dtype=torch.float64)
+        >>> steps = chain_steps(stack, x)
+        >>> codes = ml_ista(stack, x, [0.0, 0.3], steps, n_iter=30, mode="soft")
+        >>> [tuple(code.shape) for code in codes]
+        [(5, 24), (5, 32)]
+        >>> D_eff = DenseDictionary(W1 @ W2)
+        >>> start = thresholding(D_eff, x, threshold=0.3, mode="soft")  # the forward pass
+        >>> same = ista(D_eff, x, 0.3, max_iter=30, tol=0, x0=start, step=steps[0] * steps[1])
+        >>> torch.allclose(codes[-1], same)
+        True
     """
     layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps, analysis)
     return MLISTA()(layers, x, n_iter)
 
 
 def ml_fista(dictionaries, x, thresholds, steps, n_iter, mode="soft_nonneg", analysis=None):
-    """ML-FISTA with explicit steps (Beck & Teboulle's momentum from the forward pass);
-    arguments as :func:`ml_ista`."""
+    """ML-FISTA with explicit steps: the functional form of :class:`MLFISTA`.
+
+    The iteration of :func:`ml_ista` evaluated at ``Γ_K^{k−1} + w_k(Γ_K^{k−1} − Γ_K^{k−2})``,
+    with Beck & Teboulle's (2009, SIAM Journal on Imaging Sciences) weights ``w_k`` counted from
+    the forward pass (:func:`~mlcsc.pursuit.fista_momentum`); Sulam, Aberdam, Beck & Elad
+    (2019, IEEE TPAMI).
+
+    Args:
+        dictionaries: ``[D₁, …, D_K]``.
+        x: input ``(B, C, H, W)`` (or ``(B, n)`` for dense dictionaries).
+        thresholds: ``[β₁, …, β_K]`` (ℓ1 weights; scalars or ``(m_j,)`` tensors).
+        steps: ``[c₁, …, c_K]``; layer ``j`` thresholds at ``c₁⋯c_j·β_j``.
+        n_iter: number of iterations ``T`` (0 gives the forward pass).
+        mode: thresholding operator (``"soft_nonneg"``, ``"soft"`` or ``"hard"``).
+        analysis: optional analysis dictionaries ``B_j`` used for the adjoints.
+
+    Returns:
+        ``[Γ₁, …, Γ_K]`` from the last iteration.
+
+    Shape:
+        - x: ``(B, C, H, W)`` or ``(B, n)``.
+        - output: ``Γ_j`` of shape ``(B, m_j, H_j, W_j)`` or ``(B, m_j)``.
+
+    Examples:
+        With one layer, ML-FISTA is FISTA started from the forward pass:
+
+        >>> import torch
+        >>> from mlcsc import ConvDictionary
+        >>> from mlcsc.pursuit import fista, thresholding
+        >>> _ = torch.manual_seed(0)
+        >>> D = ConvDictionary(1, 4, 3, padding=1).double()
+        >>> x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+        >>> step = 1 / float(D.lipschitz((8, 8)))
+        >>> (gamma,) = ml_fista([D], x, [0.1], [step], n_iter=20)
+        >>> start = thresholding(D, x, threshold=0.1, mode="soft_nonneg")
+        >>> same = fista(D, x, 0.1, max_iter=20, tol=0, x0=start, nonneg=True, step=step)
+        >>> gamma.shape, torch.allclose(gamma, same)
+        (torch.Size([2, 4, 8, 8]), True)
+    """
     layers = LayerParameters.explicit(dictionaries, x, thresholds, mode, steps, analysis)
     return MLFISTA()(layers, x, n_iter)
 
 
 def ml_lista(dictionaries, gram, x, thresholds, n_iter, mode="soft_nonneg"):
-    """ML-LISTA with operators ``B_j = dictionaries[j]`` and ``W_j = gram[j]``.
+    """ML-LISTA with operators ``B_j = dictionaries[j]`` and ``W_j = gram[j]``: the functional
+    form of :class:`MLLISTA`.
 
     ``Γ_j⁰ = T_{β_j}(B_jᵀΓ_{j−1})``; each iteration rebuilds ``Γ̂_{j−1} = B_jΓ̂_j`` and updates
-    ``Γ_j = T_{β_j}(Γ̂_j − W_jᵀW_jΓ̂_j + B_jᵀΓ_{j−1})``.
+    ``Γ_j = T_{β_j}(Γ̂_j − W_jᵀW_jΓ̂_j + B_jᵀΓ_{j−1})`` (Sulam, Aberdam, Beck & Elad 2019,
+    IEEE TPAMI; after LISTA, Gregor & LeCun 2010, ICML).
+
+    Args:
+        dictionaries: ``[B₁, …, B_K]`` (forward pass, rebuild and input term).
+        gram: ``[W₁, …, W_K]`` (the Gram term), one per layer.
+        x: input ``(B, C, H, W)`` (or ``(B, n)`` for dense operators).
+        thresholds: ``[β₁, …, β_K]`` (scalars or ``(m_j,)`` tensors), not scaled by any step.
+        n_iter: number of iterations (0 gives the forward pass).
+        mode: thresholding operator (``"soft_nonneg"``, ``"soft"`` or ``"hard"``).
+
+    Returns:
+        ``[Γ₁, …, Γ_K]``.
+
+    Raises:
+        ValueError: when ``gram`` is None or does not have one operator per layer.
+
+    Shape:
+        - x: ``(B, C, H, W)`` or ``(B, n)``.
+        - output: ``Γ_j`` of shape ``(B, m_j, H_j, W_j)`` or ``(B, m_j)``.
+
+    Examples:
+        With ``B = c·D`` and ``W = √c·D`` one layer of ML-LISTA is ISTA of step ``c`` and
+        ℓ1 weight ``β/c`` from zero codes (the forward pass is its first step):
+
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> from mlcsc.pursuit import ista
+        >>> _ = torch.manual_seed(0)
+        >>> D = torch.randn(10, 20, dtype=torch.float64)
+        >>> c = 1 / float(torch.linalg.matrix_norm(D, ord=2) ** 2)
+        >>> B, W = DenseDictionary(c * D), DenseDictionary(c**0.5 * D)
+        >>> x = torch.randn(3, 10, dtype=torch.float64)
+        >>> (gamma,) = ml_lista([B], [W], x, [0.01], n_iter=5)
+        >>> same = ista(DenseDictionary(D), x, 0.01 / c, max_iter=6, tol=0, nonneg=True, step=c)
+        >>> gamma.shape, torch.allclose(gamma, same)
+        (torch.Size([3, 20]), True)
     """
     if gram is None or len(gram) != len(dictionaries):
         raise ValueError(
@@ -257,10 +479,48 @@ def multilayer_bp_objective(
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Per-signal ML-BP objective ``½‖x − D₁⋯D_KΓ_K‖² + Σ_i β_i‖Γ_i‖₁``, ``Γ_i = D_{i+1}⋯D_KΓ_K``.
 
-    ``thresholds`` are scalars or per-channel ``(m_i,)`` tensors (weighted ℓ1). The intermediate
-    sizes are those of the forward pass on ``x``. Returns a tensor of shape ``(B,)``; with
-    ``terms=True`` also its data term ``½‖x − D₁⋯D_KΓ_K‖²`` (``(B,)``) and the reconstruction
-    ``D₁⋯D_KΓ_K`` (shaped as ``x``), from the same synthesis pass.
+    The multi-layer basis pursuit of Sulam, Aberdam, Beck & Elad (2019, IEEE TPAMI), which
+    :func:`ml_ista` and :func:`ml_fista` minimise (exactly for ``β_{<K} = 0`` and signed codes).
+    ``thresholds`` are scalars or per-channel ``(m_i,)`` tensors (weighted ℓ1). The
+    intermediate sizes are those of the forward pass on ``x``.
+
+    Args:
+        dictionaries: ``[D₁, …, D_K]``.
+        x: signals ``(B, C, H, W)`` (or ``(B, n)`` for dense dictionaries).
+        gamma: the deepest code ``Γ_K``.
+        thresholds: ``[β₁, …, β_K]``.
+        terms: also return the data term and the reconstruction.
+
+    Returns:
+        The objective, shape ``(B,)``; with ``terms=True`` also its data term
+        ``½‖x − D₁⋯D_KΓ_K‖²`` (``(B,)``) and the reconstruction ``D₁⋯D_KΓ_K`` (shaped as
+        ``x``), from the same synthesis pass.
+
+    Shape:
+        - x: ``(B, C, H, W)`` or ``(B, n)``.
+        - gamma: ``(B, m_K, H_K, W_K)`` or ``(B, m_K)``.
+        - output: ``(B,)``.
+
+    Examples:
+        ML-ISTA with ``β₁ = 0`` and chain steps decreases the objective at every iteration:
+
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> _ = torch.manual_seed(0)
+        >>> stack = [DenseDictionary(torch.randn(16, 24, dtype=torch.float64)),
+        ...          DenseDictionary(torch.randn(24, 32, dtype=torch.float64))]
+        >>> x = torch.randn(4, 16, dtype=torch.float64)
+        >>> steps, betas = chain_steps(stack, x), [0.0, 0.3]
+        >>> def objective(n_iter):
+        ...     gamma = ml_ista(stack, x, betas, steps, n_iter, mode="soft")[-1]
+        ...     return multilayer_bp_objective(stack, x, gamma, betas)
+        >>> values = torch.stack([objective(n) for n in range(6)])  # (6, B)
+        >>> bool((values[1:] <= values[:-1]).all())
+        True
+        >>> gamma = ml_ista(stack, x, betas, steps, 5, mode="soft")[-1]
+        >>> total, data, reconstruction = multilayer_bp_objective(stack, x, gamma, betas, True)
+        >>> total.shape, reconstruction.shape, bool((data <= total).all())
+        (torch.Size([4]), torch.Size([4, 16]), True)
     """
     sizes = signal_sizes(dictionaries, x)
     penalty = 0.0

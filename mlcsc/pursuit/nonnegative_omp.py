@@ -38,13 +38,31 @@ def nonnegative_least_squares(
     """``argmin_{z ≥ 0} ½zᵀGz − bᵀz`` for a batch of small problems, by FISTA with step
     ``1/λ_max(G)`` from ``start``; entries where ``active`` is False stay zero.
 
-    Shapes: ``gram`` ``(B, t, t)`` (symmetric positive semi-definite), ``correlations`` and
-    ``start`` ``(B, t)``, ``active`` ``(B, t)`` bool. Returns ``(B, t)``.
+    With ``G = D_SᵀD_S`` and ``b = D_Sᵀy`` this is the non-negative least squares
+    ``min_{z ≥ 0} ½‖y − D_Sz‖₂²`` that refits the codes of :func:`nonnegative_omp` on their
+    support; it is solved by the projected accelerated gradient method of Beck & Teboulle
+    (2009, SIAM Journal on Imaging Sciences), projection ``max(·, 0)``.
 
-    >>> G = torch.tensor([[[1.0, 0.5], [0.5, 1.0]]], dtype=torch.float64)
-    >>> nonnegative_least_squares(G, torch.tensor([[1.0, -1.0]], dtype=torch.float64),
-    ...                           torch.zeros(1, 2, dtype=torch.float64), 200)
-    tensor([[1., 0.]], dtype=torch.float64)
+    Args:
+        gram: ``G``, symmetric positive semi-definite.
+        correlations: ``b``.
+        start: the starting point (non-negative).
+        n_iter: number of FISTA iterations.
+        active: which entries may be non-zero (default: all).
+
+    Returns:
+        The non-negative solutions.
+
+    Shape:
+        - gram: ``(B, t, t)``.
+        - correlations, start, active: ``(B, t)`` (``active`` bool).
+        - output: ``(B, t)``.
+
+    Examples:
+        >>> G = torch.tensor([[[1.0, 0.5], [0.5, 1.0]]], dtype=torch.float64)
+        >>> nonnegative_least_squares(G, torch.tensor([[1.0, -1.0]], dtype=torch.float64),
+        ...                           torch.zeros(1, 2, dtype=torch.float64), 200)
+        tensor([[1., 0.]], dtype=torch.float64)
     """
     largest = torch.linalg.eigvalsh(gram)[:, -1:].clamp_min(torch.finfo(gram.dtype).tiny)
     mask = None if active is None else active.to(gram.dtype)
@@ -58,7 +76,13 @@ def nonnegative_least_squares(
 
 
 def nonnegative_omp(dictionary, y: Tensor, k: int, refit_iter: int = 100) -> Tensor:
-    """Non-negative OMP (see the module docstring) for a batch of signals.
+    """Non-negative OMP for a batch of signals: a greedy approximation of
+    ``min ‖Γ‖₀ s.t. ‖y − DΓ‖₂ ≤ ε, Γ ≥ 0`` with at most ``k`` atoms.
+
+    Each step adds the unused atom of largest positive normalised correlation
+    ``d_iᵀr/‖d_i‖`` and refits ``Γ_S = argmin_{Γ_S ≥ 0} ‖y − D_SΓ_S‖₂``
+    (:func:`nonnegative_least_squares`); see the module docstring. The pursuit studied by
+    Bruckstein, Elad & Zibulevsky (2008, IEEE Transactions on Information Theory).
 
     Args:
         dictionary: a :class:`~mlcsc.DenseDictionary` or a (small) :class:`~mlcsc.ConvDictionary`
@@ -73,8 +97,13 @@ def nonnegative_omp(dictionary, y: Tensor, k: int, refit_iter: int = 100) -> Ten
         Non-negative codes shaped like ``D.analyze(y)``, at most ``k`` non-zeros per signal
         (computed without autograd).
 
-    Example:
+    Shape:
+        - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
+        - output: ``(B, m)`` or ``(B, m, H', W')``.
+
+    Examples:
         >>> from mlcsc import DenseDictionary
+        >>> _ = torch.manual_seed(0)
         >>> D = DenseDictionary(torch.rand(20, 50, dtype=torch.float64)).normalize_()
         >>> codes = torch.zeros(3, 50, dtype=torch.float64)
         >>> codes[:, [4, 17, 33]] = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)

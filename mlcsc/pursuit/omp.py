@@ -39,8 +39,13 @@ def omp(
     tol: float | None = None,
     return_sparse: bool = False,
 ) -> Tensor | tuple[Tensor, SparseCodes]:
-    """Orthogonal matching pursuit, batched over the signals (Batch-OMP with a progressive
-    Cholesky factorisation, Rubinstein, Zibulevsky & Elad 2008; see the module docstring).
+    """Orthogonal matching pursuit, batched over the signals: a greedy approximation of
+    ``min ‖Γ‖₀ s.t. ‖y − DΓ‖₂ ≤ tol`` (or ``‖Γ‖₀ ≤ k``).
+
+    OMP is due to Pati, Rezaiifar & Krishnaprasad (1993, Asilomar Conference on Signals,
+    Systems and Computers); it runs as the Batch-OMP of Rubinstein, Zibulevsky & Elad (2008,
+    Technion technical report CS-2008-08), with a progressive Cholesky factorisation (see the
+    module docstring).
 
     Greedily selects atoms by ``argmax_i |d_iᵀr| / ‖d_i‖₂`` (atoms need not have unit norm:
     correlations are normalised for the selection and the least-squares fit uses the atoms
@@ -89,13 +94,14 @@ def omp(
         - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
         - output: ``(B, m)`` or ``(B, m, H', W')``; sparse form ``(B, K)``, ``(B, K)``, ``(B,)``.
 
-    Example:
+    Examples:
         >>> from mlcsc import DenseDictionary
+        >>> _ = torch.manual_seed(0)
         >>> D = DenseDictionary(torch.randn(64, 256, dtype=torch.float64)).normalize_()
-        >>> y = torch.randn(1000, 64, dtype=torch.float64)
+        >>> y = torch.randn(200, 64, dtype=torch.float64)
         >>> codes = omp(D, y, k=8)
         >>> codes.shape, int((codes != 0).sum(1).max())
-        (torch.Size([1000, 256]), 8)
+        (torch.Size([200, 256]), 8)
         >>> codes, sparse = omp(D, y, tol=0.5, return_sparse=True)  # until ‖y − DΓ‖₂ ≤ 0.5
         >>> bool(((y - D.synthesize(codes)).norm(dim=1) <= 0.5 + 1e-9).all())
         True
@@ -135,6 +141,11 @@ def explicit_matrix(dictionary, input_size: tuple[int, int] | None = None) -> Te
     (:meth:`~mlcsc.dictionary.Dictionary.matrix`), built only up to
     :data:`MAX_EXPLICIT_ENTRIES` entries.
 
+    For a convolutional dictionary this is the global banded (block-Toeplitz) matrix
+    ``D = [C₁ … C_m]`` of convolutional sparse coding, whose columns are every filter at every
+    position (Papyan, Sulam & Elad 2017, "Working locally thinking globally", IEEE TSP), so
+    that ``DΓ`` as a matrix-vector product equals the convolutional synthesis.
+
     Column ``j`` is the atom ``DΓ`` for the code with a single 1 at flattened position ``j``
     (channel ``c``, position ``(h, w)``: ``j = c·H'·W' + h·W' + w``); row ``i`` is a flattened
     signal entry.
@@ -150,5 +161,19 @@ def explicit_matrix(dictionary, input_size: tuple[int, int] | None = None) -> Te
     Raises:
         ValueError: when a matrix of ``n·N`` entries above :data:`MAX_EXPLICIT_ENTRIES` would
             have to be built.
+
+    Shape:
+        - output: ``(n, N)``; ``(n, m)`` for a dense dictionary.
+
+    Examples:
+        >>> from mlcsc import ConvDictionary
+        >>> _ = torch.manual_seed(0)
+        >>> D = ConvDictionary(1, 2, 3).double()
+        >>> A = explicit_matrix(D, (5, 5))
+        >>> A.shape  # (1·5·5, 2·3·3)
+        torch.Size([25, 18])
+        >>> codes = torch.randn(1, 2, 3, 3, dtype=torch.float64)
+        >>> torch.allclose(A @ codes.flatten(), D.synthesize(codes, (5, 5)).flatten())
+        True
     """
     return dictionary.matrix(input_size, max_entries=MAX_EXPLICIT_ENTRIES)

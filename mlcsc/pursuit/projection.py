@@ -38,9 +38,36 @@ __all__ = [
 
 @register_pursuit("projection")
 class Projection(Pursuit):
-    """FISTA on ``D_eff`` for ``Γ_K`` (threshold ``s_Kβ_K``, step ``c₁⋯c_K``), warm-started by
-    the forward pass; returns ``[D₂⋯D_KΓ_K, …, D_KΓ_K, Γ_K]``. Needs the exact adjoint of
-    ``D_eff`` (no untied filters) and steps from ``‖D_eff‖²`` (normalised parametrisation)."""
+    """The ML-CSC projection, registered as ``"projection"``: FISTA on ``D_eff`` for ``Γ_K``.
+
+    ``Γ_K ≈ argmin_Γ ½‖Y − D₁⋯D_KΓ‖² + β_K‖Γ‖₁`` (``Γ ≥ 0`` for ``soft_nonneg``) by ``n_iter``
+    FISTA iterations (threshold ``s_Kβ_K``, step ``c₁⋯c_K``), warm-started by the forward pass;
+    returns ``[D₂⋯D_KΓ_K, …, D_KΓ_K, Γ_K]``, codes consistent with the model by construction.
+    The pursuit of Sulam, Papyan, Romano & Elad (2018, "Multi-layer convolutional sparse
+    modeling: pursuit and dictionary learning", IEEE TSP). Needs the exact adjoint of ``D_eff``
+    (no untied filters) and steps from ``‖D_eff‖²`` (normalised parametrisation).
+
+    Shape:
+        - x: ``(B, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]``, ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import MLCSC
+        >>> _ = torch.manual_seed(0)
+        >>> model = MLCSC(1, [(4, 3), (8, 3)], pursuit="projection", n_iter=20,
+        ...               threshold_init=0.05)
+        >>> x = torch.randn(2, 1, 12, 12)
+        >>> gamma_1, gamma_2 = model(x, return_all=True)
+        >>> tuple(gamma_1.shape), tuple(gamma_2.shape), bool((gamma_2 >= 0).all())
+        ((2, 4, 10, 10), (2, 8, 8, 8), True)
+        >>> torch.equal(gamma_1, model.dictionaries[1].synthesize(gamma_2, (10, 10)))  # D₂Γ₂
+        True
+        >>> MLCSC(1, [(4, 3), (8, 3)], pursuit="projection", untied=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: pursuit 'projection' cannot use untied filters (untied=True): ...
+    """
 
     step_rules = ("chain",)
     untied = "never"
@@ -50,7 +77,13 @@ class Projection(Pursuit):
         return layers.rebuild(self.deepest_code(layers, x, n_iter))
 
     def deepest_code(self, layers: LayerParameters, x: Tensor, n_iter: int) -> Tensor:
-        """``Γ_K`` by FISTA on ``D_eff`` from the forward pass."""
+        """``Γ_K`` by FISTA on ``D_eff`` from the forward pass.
+
+        Args:
+            layers: the operators and numbers.
+            x: images ``(B, C, H, W)``.
+            n_iter: FISTA iterations.
+        """
         # ML-FISTA on the one-layer stack [D_eff], started from the forward pass of the stack
         effective = EffectiveDictionary(layers.dictionaries, layers.sizes)
         deepest = LayerParameters(
@@ -69,15 +102,39 @@ class Projection(Pursuit):
 
 @register_pursuit("projection_refit")
 class ProjectionRefit(Projection):
-    """The projection, then the non-zeros of ``Γ_K`` refitted on their support by least
-    squares (non-negative ones for ``soft_nonneg``): :func:`refit_on_support` with ``n_iter``
-    FISTA iterations and the same step.
+    """The projection then a refit, registered as ``"projection_refit"``: the non-zeros of
+    ``Γ_K`` refitted on their support by least squares (non-negative ones for
+    ``soft_nonneg``): :func:`refit_on_support` with ``n_iter`` FISTA iterations and the same
+    step.
 
     The ℓ1 penalty that makes ``Γ_K`` sparse also shrinks every coefficient it keeps, by
     ``β_K`` in the direction of the gradient; at a few non-zeros per signal that bias dominates
     the reconstruction error whatever the dictionary. The refit keeps the support the ℓ1 pursuit
-    chose and removes the bias (the "debiasing" step of compressed sensing), so the codes the
-    encoder returns are as sparse and reconstruct as well as that support allows.
+    chose and removes the bias (the "debiasing" step of compressed sensing, e.g. Figueiredo,
+    Nowak & Wright 2007, IEEE Journal of Selected Topics in Signal Processing), so the codes the
+    encoder returns are as sparse and reconstruct as well as that support allows. The
+    projection itself is that of Sulam, Papyan, Romano & Elad (2018, IEEE TSP).
+
+    Shape:
+        - x: ``(B, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]``, ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import MLCSC
+        >>> _ = torch.manual_seed(0)
+        >>> options = dict(n_iter=50, threshold_init=0.3, threshold_mode="soft")
+        >>> plain = MLCSC(1, [(6, 5), (12, 5)], pursuit="projection", **options).double()
+        >>> refit = MLCSC(1, [(6, 5), (12, 5)], pursuit="projection_refit", **options).double()
+        >>> _ = refit.load_state_dict(plain.state_dict())
+        >>> x = torch.rand(2, 1, 13, 13, dtype=torch.float64)
+        >>> gamma, refitted = plain(x), refit(x)
+        >>> torch.equal(gamma != 0, refitted != 0)  # the support of the ℓ1 pursuit is kept
+        True
+        >>> def error(code):
+        ...     return float((x - plain.reconstruct(code, (13, 13))).norm().detach())
+        >>> error(refitted) < error(gamma)  # without the ℓ1 shrinkage
+        True
     """
 
     def run(self, layers: LayerParameters, x: Tensor, n_iter: int) -> list[Tensor]:
@@ -90,9 +147,14 @@ class ProjectionRefit(Projection):
 
 @register_pursuit("projection_omp")
 class ProjectionOMP(Pursuit):
-    """The ML-CSC projection with an ℓ0 pursuit: ``Γ_K`` by OMP on ``D_eff = D₁⋯D_K`` with
-    ``n_iter`` iterations (so at most ``n_iter`` non-zeros per signal: one atom per iteration),
-    then ``Γ_{j−1} = D_jΓ_j``; ``n_iter = 0`` is the forward pass.
+    """The ML-CSC projection with an ℓ0 pursuit, registered as ``"projection_omp"``:
+    ``Γ_K`` by OMP on ``D_eff = D₁⋯D_K`` with ``n_iter`` iterations (so at most ``n_iter``
+    non-zeros per signal: one atom per iteration), then ``Γ_{j−1} = D_jΓ_j``; ``n_iter = 0`` is
+    the forward pass.
+
+    ``Γ_K ≈ argmin ‖Y − D_effΓ‖₂ s.t. ‖Γ‖₀ ≤ n_iter``: the projection of Sulam, Papyan, Romano &
+    Elad (2018, IEEE TSP) with the OMP of Pati, Rezaiifar & Krishnaprasad (1993, Asilomar
+    Conference) in place of basis pursuit.
 
     OMP selects atoms by normalised correlation and refits every kept coefficient by least
     squares, so the codes carry no ℓ1 shrinkage and atoms of different effective norms compete
@@ -105,7 +167,30 @@ class ProjectionOMP(Pursuit):
     otherwise signed. OMP's codes are (non-negative) least squares on their support, hence a
     fixed point of :func:`refit_on_support`; ``n_iter`` such iterations (step ``c₁⋯c_K``)
     follow, which leave the codes as they are and carry the gradient to the dictionaries and
-    the input.
+    the input. The selection runs as a custom operator (``torch.library.custom_op``), whose
+    first call in a process also imports torch's compiler stack (about two seconds on a CPU).
+
+    Shape:
+        - x: ``(B, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]``, ``Γ_j`` of shape ``(B, m_j, H_j, W_j)``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import DenseDictionary, MLCSC
+        >>> from mlcsc.pursuit import omp
+        >>> _ = torch.manual_seed(0)
+        >>> model = MLCSC(1, [(4, 3), (8, 3)], pursuit="projection_omp", n_iter=3,
+        ...               threshold_mode="soft").double()
+        >>> x = torch.randn(2, 1, 7, 7, dtype=torch.float64)
+        >>> gamma_1, gamma_2 = model(x, return_all=True)
+        >>> (gamma_2 != 0).flatten(1).sum(1).tolist()  # n_iter atoms per signal
+        [3, 3]
+        >>> torch.equal(gamma_1, model.dictionaries[1].synthesize(gamma_2, (5, 5)))  # D₂Γ₂
+        True
+        >>> D_eff = model.step_operators((7, 7))[-1]  # D₁D₂ on 7 × 7 images
+        >>> codes = omp(DenseDictionary(D_eff.matrix()), x.flatten(1), k=3)
+        >>> torch.allclose(gamma_2.flatten(1), codes)  # OMP on the explicit D₁D₂
+        True
     """
 
     step_rules = ("chain",)
@@ -209,16 +294,42 @@ def refit_on_support(
     ``γ ≥ 0`` when ``nonnegative``), by ``n_iter`` FISTA iterations of step ``step ≤ 1/‖D‖²``
     started from ``gamma``; entries outside the support stay zero. Differentiable.
 
+    The debiasing step that follows an ℓ1 pursuit (e.g. Figueiredo, Nowak & Wright 2007,
+    IEEE Journal of Selected Topics in Signal Processing), solved by the accelerated gradient
+    method of Beck & Teboulle (2009, SIAM Journal on Imaging Sciences) projected onto the
+    support.
+
     Args:
         dictionary: ``D`` with ``synthesize``/``analyze`` (e.g. an
             :class:`~mlcsc.EffectiveDictionary`).
-        x: the signals; ``gamma``: their codes, whose non-zeros are refitted.
+        x: the signals.
+        gamma: their codes, whose non-zeros are refitted.
         step: gradient step, at most ``1/‖D‖²`` for a monotone decrease.
         n_iter: iterations (0 returns ``gamma``).
         nonnegative: keep the refitted entries ``≥ 0``.
 
     Returns:
         The refitted codes, shaped as ``gamma``.
+
+    Shape:
+        - x: ``(B, n)`` or ``(B, C, H, W)``.
+        - gamma: ``(B, m)`` or ``(B, m, H', W')``.
+        - output: shaped as ``gamma``.
+
+    Examples:
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> _ = torch.manual_seed(0)
+        >>> D = DenseDictionary(torch.randn(20, 40, dtype=torch.float64))
+        >>> x = torch.randn(1, 20, dtype=torch.float64)
+        >>> gamma = torch.zeros(1, 40, dtype=torch.float64)
+        >>> gamma[0, [3, 11, 25]] = 1.0  # the support to refit on
+        >>> refit = refit_on_support(D, x, gamma, 1 / float(D.lipschitz()), n_iter=500)
+        >>> torch.equal(refit != 0, gamma != 0)
+        True
+        >>> best = torch.linalg.lstsq(D.weight[:, [3, 11, 25]], x[0]).solution
+        >>> torch.allclose(refit[0, [3, 11, 25]], best)
+        True
     """
     support = (gamma != 0).to(gamma.dtype)
     size = tuple(x.shape[-2:]) if x.ndim == 4 else None
@@ -239,11 +350,17 @@ def mlcsc_projection(
     mode: str = "soft",
     step: float | Tensor | None = None,
 ) -> list[Tensor]:
-    """The ML-CSC projection with an explicit (or estimated) step.
+    """The ML-CSC projection with an explicit (or estimated) step: the functional form of
+    :class:`Projection`.
+
+    ``Γ_K ≈ argmin_Γ ½‖x − D₁⋯D_KΓ‖² + β_K‖Γ‖₁`` (``Γ ≥ 0`` for ``"soft_nonneg"``) by
+    ``n_iter`` FISTA iterations from the forward pass, then ``Γ_{j−1} = D_jΓ_j``: the pursuit
+    of Sulam, Papyan, Romano & Elad (2018, "Multi-layer convolutional sparse modeling: pursuit
+    and dictionary learning", IEEE TSP).
 
     Args:
         dictionaries: ``[D₁, …, D_K]``.
-        x: signals ``(B, C, H, W)``.
+        x: signals ``(B, C, H, W)`` (or ``(B, n)`` for dense dictionaries).
         thresholds: ``[β₁, …, β_K]``: ``β_K`` is the ℓ1 weight of the deepest code; all of them
             act in the forward pass that starts FISTA (zeros start it from ``T(D_effᵀ…)``).
         n_iter: FISTA iterations.
@@ -252,6 +369,29 @@ def mlcsc_projection(
 
     Returns:
         ``[Γ₁, …, Γ_K]`` with ``Γ_{j−1} = D_jΓ_j``.
+
+    Shape:
+        - x: ``(B, C, H, W)`` or ``(B, n)``.
+        - output: ``Γ_j`` of shape ``(B, m_j, H_j, W_j)`` or ``(B, m_j)``.
+
+    Examples:
+        The deepest code is FISTA's on ``D_eff = D₁D₂``, started from the forward pass:
+
+        >>> import torch
+        >>> from mlcsc import DenseDictionary
+        >>> from mlcsc.pursuit import fista, thresholding
+        >>> _ = torch.manual_seed(0)
+        >>> W1 = torch.randn(16, 24, dtype=torch.float64)
+        >>> W2 = torch.randn(24, 32, dtype=torch.float64)
+        >>> x = torch.randn(5, 16, dtype=torch.float64)
+        >>> D_eff = DenseDictionary(W1 @ W2)
+        >>> step = 1 / float(D_eff.lipschitz())
+        >>> stack = [DenseDictionary(W1), DenseDictionary(W2)]
+        >>> gamma_1, gamma_2 = mlcsc_projection(stack, x, [0.0, 0.3], n_iter=30, step=step)
+        >>> start = thresholding(D_eff, x, threshold=0.3, mode="soft")
+        >>> same = fista(D_eff, x, 0.3, max_iter=30, tol=0, x0=start, step=step)
+        >>> torch.allclose(gamma_2, same), torch.equal(gamma_1, stack[1].synthesize(gamma_2))
+        (True, True)
     """
     layers = LayerParameters.explicit(dictionaries, x, thresholds, mode)
     if step is None:

@@ -32,9 +32,11 @@ def thresholding(
     k: int | None = None,
     mode: str = "hard",
 ) -> Tensor:
-    """Sparse codes by thresholding the correlations ``z = Dᵀy``.
+    """Sparse codes by thresholding the correlations ``z = Dᵀy``: ``Γ = T_β(Dᵀy)``.
 
-    Give exactly one of ``threshold`` and ``k``.
+    The simplest pursuit of Sparseland (Elad 2010, *Sparse and Redundant Representations*,
+    Springer), and the first layer of the CNN forward pass read as layered thresholding
+    (Papyan, Romano & Elad 2017, JMLR). Give exactly one of ``threshold`` and ``k``.
 
     * ``threshold=β`` (a scalar, or one value per atom of shape ``(m,)``): ``Γ = T_β(z)`` with
       ``H_β(z) = z·1{|z| > β}`` (``"hard"``), ``S_β(z) = sign(z)·max(|z| − β, 0)``
@@ -72,7 +74,7 @@ def thresholding(
         - y: ``(B, n)`` (dense) or ``(B, C, H, W)`` (convolutional).
         - output: ``(B, m)`` or ``(B, m, H', W')``.
 
-    Example:
+    Examples:
         >>> from mlcsc import DenseDictionary
         >>> D = DenseDictionary(torch.eye(4))
         >>> y = torch.tensor([[3.0, 1.0, 0.5, -2.0]])

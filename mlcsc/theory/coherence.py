@@ -60,8 +60,25 @@ def mutual_coherence(dictionary, stride: int | None = None) -> Tensor:
         ValueError: for a weight of unsupported shape, an all-zero atom, fewer than two atoms
             (dense), or a bad or conflicting stride.
 
-    >>> mutual_coherence(torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]]))
-    tensor(0.8000)
+    Shape:
+        dictionary: ``(n, m)``, ``(m, c, k, k)`` or ``(m, c, k)`` → ``()``.
+
+    The coherence of Donoho & Huo (2001, IEEE TIT) that the uniqueness and recovery theorems
+    of Donoho & Elad (2003, PNAS), Gribonval & Nielsen (2003, IEEE TIT) and Tropp (2004,
+    IEEE TIT) are stated in; its convolutional version is that of Papyan, Sulam & Elad (2017,
+    IEEE TSP).
+
+    Examples:
+        >>> mutual_coherence(torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]]))
+        tensor(0.8000)
+
+        The spikes and a Hadamard basis, ``[I, H/√n]``, have the smallest coherence two
+        orthonormal bases can have, ``1/√n`` (here ``n = 16``):
+
+        >>> H2 = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+        >>> H = torch.kron(torch.kron(H2, H2), torch.kron(H2, H2))  # 16 × 16, entries ±1
+        >>> mutual_coherence(torch.cat([torch.eye(16), H / 4], dim=1))
+        tensor(0.2500)
     """
     weight = _as_weight(dictionary)
     if weight.ndim == 2:
@@ -125,6 +142,24 @@ def conv_mutual_coherence(weight, stride: int | None = 1) -> Tensor:
 
     Shape:
         weight: ``(m, c, k_h, k_w)`` or ``(m, c, k)`` → ``()``.
+
+    Examples:
+        A flat filter of two taps overlaps its neighbour by half; with stride 2 its copies no
+        longer overlap:
+
+        >>> pair = torch.ones(1, 1, 2)
+        >>> conv_mutual_coherence(pair), conv_mutual_coherence(pair, stride=2)
+        (tensor(0.5000), tensor(0.))
+
+        The coherence of the explicit global matrix ``D`` (every filter at every position of a
+        grid large enough for all the lags) is the same:
+
+        >>> from mlcsc.functional import conv_synthesis, operator_matrix
+        >>> g = torch.Generator().manual_seed(0)
+        >>> W = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64)
+        >>> D = operator_matrix(lambda codes: conv_synthesis(codes, W, 2), (3, 5, 5), W)
+        >>> D.shape, bool(torch.isclose(mutual_coherence(D), conv_mutual_coherence(W, 2)))
+        (torch.Size([242, 75]), True)
     """
     weight = _as_weight(weight)
     stride = check_int("stride", 1 if stride is None else stride, 1)
@@ -162,10 +197,23 @@ def conv_mutual_coherence(weight, stride: int | None = 1) -> Tensor:
 def welch_bound(n: int, m: int) -> float:
     """Lower bound ``√((m − n)/(n(m − 1)))`` on the coherence of ``m`` unit atoms in ``R^n``.
 
-    Welch (1974); for ``m ≤ n`` an orthonormal set reaches 0.
+    Welch (1974, IEEE TIT); for ``m ≤ n`` an orthonormal set reaches 0. Equiangular tight
+    frames (e.g. three vectors at 120° in the plane) attain it, and with it the largest
+    sparsity bounds ``c(1 + 1/μ)`` the coherence theorems can give.
 
-    >>> welch_bound(2, 3), welch_bound(3, 3)
-    (0.5, 0.0)
+    Args:
+        n: dimension ``n ≥ 1`` of the signals.
+        m: number of atoms ``m ≥ 1``.
+
+    Returns:
+        The bound (a float).
+
+    Raises:
+        ValueError: for ``n < 1`` or ``m < 1``.
+
+    Examples:
+        >>> welch_bound(2, 3), welch_bound(3, 3)
+        (0.5, 0.0)
     """
     if n < 1 or m < 1:
         raise ValueError(f"n and m must be positive, got n={n}, m={m}")

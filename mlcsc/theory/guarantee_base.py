@@ -65,6 +65,22 @@ class Guarantee:
         holds_per_signal: ``(B,)`` bool tensor (on the CPU).
         values: ``(B,)`` measured sparsity per signal (float64, on the CPU).
         details: further quantities of the theorem, by name.
+
+    The theorems are those of Donoho & Elad (2003, PNAS), Tropp (2004, IEEE TIT) and Donoho,
+    Elad & Temlyakov (2006, IEEE TIT) for Sparseland, and of Papyan, Sulam & Elad (2017,
+    IEEE TSP) for CSC; :class:`LayeredGuarantee` holds one per layer for ML-CSC.
+
+    Examples:
+        A result is true exactly when the condition holds for every signal of the batch:
+
+        >>> from mlcsc.theory import exact_recovery_guarantee
+        >>> D = torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]])  # μ(D) = 0.8
+        >>> codes = torch.tensor([[0.0, 0.0, -1.5], [1.0, 1.0, 0.0]])
+        >>> result = exact_recovery_guarantee(D, codes)
+        >>> bool(result), result.value, round(result.bound, 4), round(result.coherence, 4)
+        (False, 2.0, 1.125, 0.8)
+        >>> result.values.tolist(), result.holds_per_signal.tolist(), result.error_bound
+        ([1.0, 2.0], [True, False], 0.0)
     """
 
     name: str
@@ -92,6 +108,22 @@ class LayeredGuarantee:
             promises are all valid.
         layers: one :class:`Guarantee` per layer ``1 … K``; ``layers[i].error_bound`` is
             ``ε_L^{i+1}``, and ``layers[i].holds`` is that layer's own condition.
+
+    It behaves as the sequence of its layers (``len``, indexing, iteration), and is true when
+    every layer's condition holds. The layered theorems are those of Papyan, Romano & Elad
+    (2017, JMLR): :func:`~mlcsc.theory.layered_thresholding_guarantee` and
+    :func:`~mlcsc.theory.layered_bp_guarantee` return it.
+
+    Examples:
+        >>> first = Guarantee("layer 1", True, value=1.0, bound=2.0, coherence=0.25,
+        ...                   error_bound=0.1)
+        >>> second = Guarantee("layer 2", False, value=3.0, bound=2.0, coherence=0.25,
+        ...                    error_bound=0.5)
+        >>> result = LayeredGuarantee("two layers", holds=False, layers=(first, second))
+        >>> bool(result), len(result), [bool(layer) for layer in result], result.error_bounds
+        (False, 2, [True, False], [0.1, 0.5])
+        >>> result[1].value
+        3.0
     """
 
     name: str
@@ -112,7 +144,7 @@ class LayeredGuarantee:
 
     @property
     def error_bounds(self) -> list[float]:
-        """``[ε_L^1, …, ε_L^K]``."""
+        """``[ε_L^1, …, ε_L^K]``: the error bound of every layer, shallowest first."""
         return [float(layer.error_bound) for layer in self.layers]  # type: ignore[arg-type]
 
 
@@ -133,21 +165,77 @@ def _sparsity_bound(coherence, factor: float) -> float:
 def exact_recovery_bound(coherence: float | Tensor) -> float:
     """``½(1 + 1/μ)``: OMP and BP recover every representation sparser than this.
 
-    Donoho & Elad (2003), Tropp (2004); for CSC with ``‖Γ‖₀,∞^S`` in place of ``‖Γ‖₀``
-    (Papyan, Sulam & Elad 2017). ``μ = 0`` gives ``inf``.
+    A representation with ``‖Γ‖₀ < ½(1 + 1/μ(D))`` is the unique sparsest one (Donoho & Elad
+    2003, PNAS; Gribonval & Nielsen 2003, IEEE TIT), and both OMP and BP find it (Tropp 2004,
+    IEEE TIT); for CSC the same holds with ``‖Γ‖₀,∞^S`` in place of ``‖Γ‖₀`` (Papyan, Sulam &
+    Elad 2017, IEEE TSP).
+
+    Args:
+        coherence: ``μ(D)`` in ``[0, 1]`` (a float or a 0-d tensor).
+
+    Returns:
+        The bound (a float); ``μ = 0`` gives ``inf``.
+
+    Raises:
+        ValueError: for a coherence outside ``[0, 1]``.
+
+    Examples:
+        With ``μ = 1/4`` (spikes and a ``16 × 16`` Hadamard basis), two atoms are recovered:
+
+        >>> exact_recovery_bound(0.25), exact_recovery_bound(0.0)
+        (2.5, inf)
     """
     return _sparsity_bound(coherence, 0.5)
 
 
 def stability_bound(coherence: float | Tensor) -> float:
-    """``¼(1 + 1/μ)``: the sparsity below which BP is stable to noise (Donoho, Elad &
-    Temlyakov 2006)."""
+    """``¼(1 + 1/μ)``: the sparsity below which BP is stable to noise.
+
+    For ``‖Γ‖₀ < ¼(1 + 1/μ(D))`` the error of the error-constrained Basis Pursuit is bounded
+    by the noise level (Donoho, Elad & Temlyakov 2006, IEEE TIT, Theorem 3.1); see
+    :func:`~mlcsc.theory.noisy_bp_guarantee` for the bound itself.
+
+    Args:
+        coherence: ``μ(D)`` in ``[0, 1]`` (a float or a 0-d tensor).
+
+    Returns:
+        The bound (a float); ``μ = 0`` gives ``inf``.
+
+    Raises:
+        ValueError: for a coherence outside ``[0, 1]``.
+
+    Examples:
+        Half the exact-recovery bound:
+
+        >>> stability_bound(0.25), stability_bound(torch.tensor(0.5))
+        (1.25, 0.75)
+    """
     return _sparsity_bound(coherence, 0.25)
 
 
 def csc_stability_bound(coherence: float | Tensor) -> float:
-    """``⅓(1 + 1/μ)``: the stripe sparsity below which convolutional BP is stable and keeps
-    the support (Papyan, Sulam & Elad 2017)."""
+    """``⅓(1 + 1/μ)``: the stripe sparsity below which convolutional BP is stable.
+
+    For ``‖Γ‖₀,∞^S < ⅓(1 + 1/μ(D))``, BP with ``λ = 4‖E‖₂,∞^P`` keeps the support and has a
+    bounded ℓ∞ error (Papyan, Sulam & Elad 2017, IEEE TSP); the same bound applies to every
+    layer of the layered BP (Papyan, Romano & Elad 2017, JMLR). See
+    :func:`~mlcsc.theory.csc_bp_guarantee`.
+
+    Args:
+        coherence: ``μ(D)`` in ``[0, 1]`` (a float or a 0-d tensor).
+
+    Returns:
+        The bound (a float); ``μ = 0`` gives ``inf``.
+
+    Raises:
+        ValueError: for a coherence outside ``[0, 1]``.
+
+    Examples:
+        A stripe may hold one non-zero only when ``μ < ½``:
+
+        >>> csc_stability_bound(0.5), csc_stability_bound(0.2)
+        (1.0, 2.0)
+    """
     return _sparsity_bound(coherence, 1.0 / 3.0)
 
 

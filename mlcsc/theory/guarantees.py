@@ -71,15 +71,25 @@ def exact_recovery_guarantee(
         coherence: ``μ(D)`` if already known (otherwise computed).
         tol: an entry counts as non-zero when ``|Γ| > tol``.
 
+    Returns:
+        A :class:`Guarantee` whose ``value`` is the largest ``‖Γ‖₀`` of the batch.
+
+    Raises:
+        ValueError: for a dictionary that is not an ``(n, m)`` matrix with unit-norm columns,
+            codes of the wrong shape or a coherence outside ``[0, 1]``.
+
     Shape:
-        codes: ``(m,)`` or ``(B, m)``.
+        codes: ``(m,)`` or ``(B, m)``; ``holds_per_signal`` and ``values``: ``(B,)``.
 
-    With ``μ = 0.8`` a representation with a single atom is the sparsest one (``1 < 1.125``):
+    Examples:
+        With ``μ = 0.8`` a representation with a single atom is the sparsest one
+        (``1 < 1.125``):
 
-    >>> D = torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]])
-    >>> guarantee = exact_recovery_guarantee(D, torch.tensor([[0.0, 0.0, 2.0], [1.0, 1.0, 0.0]]))
-    >>> round(guarantee.bound, 4), guarantee.holds_per_signal.tolist(), bool(guarantee)
-    (1.125, [True, False], False)
+        >>> D = torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]])
+        >>> codes = torch.tensor([[0.0, 0.0, 2.0], [1.0, 1.0, 0.0]])
+        >>> guarantee = exact_recovery_guarantee(D, codes)
+        >>> round(guarantee.bound, 4), guarantee.holds_per_signal.tolist(), bool(guarantee)
+        (1.125, [True, False], False)
     """
     name = "OMP/BP exact recovery (||G||_0 < (1 + 1/mu)/2)"
     return _exact_recovery(name, dictionary, codes, coherence, tol, convolutional=False)
@@ -116,8 +126,31 @@ def noisy_bp_guarantee(
         coherence: ``μ(D)`` if already known.
         tol: an entry counts as non-zero when ``|Γ| > tol``.
 
+    Returns:
+        A :class:`Guarantee`; ``details`` holds the largest ``epsilon`` and ``tolerance``.
+
+    Raises:
+        ValueError: for a dictionary that is not an ``(n, m)`` matrix with unit-norm columns,
+            codes or noise of the wrong shape, a negative noise level or ``tolerance < ε``.
+
     Shape:
-        codes: ``(m,)`` or ``(B, m)``; noise: float, ``(n,)`` or ``(B, n)``.
+        codes: ``(m,)`` or ``(B, m)``; noise: float, ``(n,)`` or ``(B, n)``;
+        ``holds_per_signal`` and ``values``: ``(B,)``.
+
+    Examples:
+        Spikes and a Hadamard basis, ``[I, H/4]`` in ``R¹⁶``, have ``μ = 1/4``, so one atom is
+        stable (``1 < 1.25``) and its squared error is at most ``(2ε)²/(1 − 3/4)``:
+
+        >>> H2 = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+        >>> H = torch.kron(torch.kron(H2, H2), torch.kron(H2, H2))  # 16 × 16, entries ±1
+        >>> D = torch.cat([torch.eye(16), H / 4], dim=1)
+        >>> codes = torch.zeros(2, 32)
+        >>> codes[0, 3] = codes[1, 3] = codes[1, 20] = 1.0
+        >>> result = noisy_bp_guarantee(D, codes, 0.1)
+        >>> result.bound, result.holds_per_signal.tolist()
+        (1.25, [True, False])
+        >>> round(noisy_bp_guarantee(D, codes[:1], 0.1).error_bound, 6)  # 0.2² / 0.25
+        0.16
     """
     codes, mu, nnz = measured_sparsity(dictionary, codes, coherence, tol, convolutional=False)
     eps = per_signal_noise(noise, codes.shape[0], lambda v: v.reshape(-1, v.shape[-1]).norm(dim=1))
@@ -162,8 +195,31 @@ def csc_exact_recovery_guarantee(
         coherence: ``μ(D)`` if already known.
         tol: an entry counts as non-zero when ``|Γ| > tol``.
 
+    Returns:
+        A :class:`Guarantee` whose ``value`` is the largest ``‖Γ‖₀,∞^S`` of the batch.
+
+    Raises:
+        ValueError: for a dictionary that is not a :class:`~mlcsc.ConvDictionary` with
+            unit-norm filters, codes of the wrong shape or a coherence outside ``[0, 1]``.
+
     Shape:
-        codes: ``(B, m, H', W')``.
+        codes: ``(B, m, H', W')``; ``holds_per_signal`` and ``values``: ``(B,)``.
+
+    Examples:
+        With ``μ = 1/3`` a stripe (3 × 3 code positions for 2 × 2 filters) may hold one
+        non-zero (``1 < 2``): a code whose non-zeros are 3 positions apart qualifies, however
+        many it has; two diagonal neighbours do not:
+
+        >>> from mlcsc import ConvDictionary
+        >>> D = ConvDictionary(in_channels=1, num_atoms=1, kernel_size=2)
+        >>> with torch.no_grad():  # one unit-norm 2 × 2 filter with μ(D) = 1/3
+        ...     _ = D.weight.copy_(torch.tensor([[[[2.0, 1.0], [1.0, 0.0]]]]) / 6**0.5)
+        >>> codes = torch.zeros(2, 1, 6, 6)
+        >>> codes[0, 0, 0, 0] = codes[0, 0, 0, 3] = codes[0, 0, 3, 3] = 1.0
+        >>> codes[1, 0, 0, 0] = codes[1, 0, 1, 1] = 1.0
+        >>> result = csc_exact_recovery_guarantee(D, codes)
+        >>> round(result.bound, 4), result.values.tolist(), result.holds_per_signal.tolist()
+        (2.0, [1.0, 2.0], [True, False])
     """
     name = "CSC OMP/BP exact recovery (||G||_0,inf^S < (1 + 1/mu)/2)"
     return _exact_recovery(name, dictionary, codes, coherence, tol, convolutional=True)
@@ -193,8 +249,31 @@ def csc_bp_guarantee(
         coherence: ``μ(D)`` if already known.
         tol: an entry counts as non-zero when ``|Γ| > tol``.
 
+    Returns:
+        A :class:`Guarantee`; ``details["noise_l2_inf"]`` is the largest ``‖E‖₂,∞^P``.
+
+    Raises:
+        ValueError: for a dictionary that is not a :class:`~mlcsc.ConvDictionary` with
+            unit-norm filters, codes or noise of the wrong shape or a negative noise level.
+
     Shape:
-        codes: ``(B, m, H', W')``; noise: float or ``(B, c, H, W)``.
+        codes: ``(B, m, H', W')``; noise: float or ``(B, c, H, W)``; ``holds_per_signal`` and
+        ``values``: ``(B,)``.
+
+    Examples:
+        Signals drawn with one non-zero per stripe are covered when ``μ = 1/3``
+        (``1 < 4/3``); the noise is measured from the signals themselves:
+
+        >>> from mlcsc import ConvDictionary
+        >>> D = ConvDictionary(in_channels=1, num_atoms=1, kernel_size=2)
+        >>> with torch.no_grad():  # one unit-norm 2 × 2 filter with μ(D) = 1/3
+        ...     _ = D.weight.copy_(torch.tensor([[[[2.0, 1.0], [1.0, 0.0]]]]) / 6**0.5)
+        >>> from mlcsc.theory import csc_signals
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> signals, codes = csc_signals(D, 3, 8, l0_inf=1, noise_l2_inf=0.01, generator=generator)
+        >>> result = csc_bp_guarantee(D, codes, signals - D.synthesize(codes, (8, 8)))
+        >>> bool(result), round(result.bound, 4), round(result.lam, 4), round(result.error_bound, 4)
+        (True, 1.3333, 0.04, 0.075)
     """
     codes, mu, stripes = measured_sparsity(dictionary, codes, coherence, tol, convolutional=True)
     eps = per_signal_noise(noise, codes.shape[0], lambda e: l2_inf_norm(e, dictionary))

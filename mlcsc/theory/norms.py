@@ -52,8 +52,15 @@ def stripe_width(kernel_size: int, stride: int = 1) -> int:
         kernel_size: filter size ``k ≥ 1``.
         stride: stride ``s ≥ 1`` of the code grid.
 
-    >>> stripe_width(3), stripe_width(3, stride=2)
-    (5, 3)
+    Returns:
+        ``⌈(2k − 1)/s⌉`` (an int).
+
+    Raises:
+        ValueError: for ``k < 1`` or ``s < 1``.
+
+    Examples:
+        >>> stripe_width(3), stripe_width(3, stride=2)
+        (5, 3)
     """
     (k, _), (s, _) = _pair("kernel_size", kernel_size, 1), _pair("stride", stride, 1)
     return -(-(2 * k - 1) // s)
@@ -131,15 +138,21 @@ def l0_inf_norm(
     Returns:
         ``(B,)`` int64 tensor, one norm per signal.
 
+    Raises:
+        ValueError: for an unknown ``mode``, a negative ``tol``, codes that are not 3-D or
+            4-D, a bad kernel size or stride, or a stride that conflicts with the dictionary's.
+
     Shape:
         codes ``(B, m, N')`` or ``(B, m, H', W')`` → ``(B,)``.
 
-    Two non-zeros close together (one stripe of ``3 × 3`` filters holds both) and one far away:
+    Examples:
+        Two non-zeros close together (one stripe of ``3 × 3`` filters holds both) and one far
+        away:
 
-    >>> codes = torch.zeros(1, 2, 10, 10)
-    >>> codes[0, 0, 2, 2] = codes[0, 1, 3, 4] = codes[0, 0, 9, 9] = 1.0
-    >>> l0_inf_norm(codes, 3), l0_inf_norm(codes, 2, mode="patch")
-    (tensor([2]), tensor([1]))
+        >>> codes = torch.zeros(1, 2, 10, 10)
+        >>> codes[0, 0, 2, 2] = codes[0, 1, 3, 4] = codes[0, 0, 9, 9] = 1.0
+        >>> l0_inf_norm(codes, 3), l0_inf_norm(codes, 2, mode="patch")
+        (tensor([2]), tensor([1]))
     """
     check_choice("mode", mode, L0_INF_MODES)
     tol = check_number("tol", tol, 0.0, allow_inf=True)
@@ -174,11 +187,15 @@ def l2_inf_norm(signal: Tensor, patch_size) -> Tensor:
     Returns:
         ``(B,)`` tensor in the dtype of ``signal``.
 
+    Raises:
+        ValueError: for a signal that is not a 3-D or 4-D tensor or a bad patch size.
+
     Shape:
         ``(B, C, N)`` or ``(B, C, H, W)`` → ``(B,)``.
 
-    >>> l2_inf_norm(torch.ones(2, 1, 6, 6), 3)  # a 3 × 3 patch of ones: √9
-    tensor([3., 3.])
+    Examples:
+        >>> l2_inf_norm(torch.ones(2, 1, 6, 6), 3)  # a 3 × 3 patch of ones: √9
+        tensor([3., 3.])
     """
     one_dimensional = isinstance(signal, Tensor) and signal.ndim == 3
     signal = _as_2d(signal, "signal")

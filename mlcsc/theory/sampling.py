@@ -128,10 +128,16 @@ def sparseland_signals(
     Shape:
         signals ``(B, n)``, codes ``(B, m)``.
 
-    >>> generator = torch.Generator().manual_seed(0)
-    >>> signals, codes = sparseland_signals(torch.randn(16, 32), 5, 3, generator=generator)
-    >>> signals.shape, codes.shape, (codes != 0).sum(dim=1).tolist()
-    (torch.Size([5, 16]), torch.Size([5, 32]), [3, 3, 3, 3, 3])
+    The Sparseland model of Bruckstein, Donoho & Elad (2009, SIAM Review), whose recovery
+    guarantees (Donoho & Elad 2003; Tropp 2004; Donoho, Elad & Temlyakov 2006) are checked by
+    :func:`~mlcsc.theory.exact_recovery_guarantee` and
+    :func:`~mlcsc.theory.noisy_bp_guarantee`.
+
+    Examples:
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> signals, codes = sparseland_signals(torch.randn(16, 32), 5, 3, generator=generator)
+        >>> signals.shape, codes.shape, (codes != 0).sum(dim=1).tolist()
+        (torch.Size([5, 16]), torch.Size([5, 32]), [3, 3, 3, 3, 3])
     """
     weight = getattr(dictionary, "weight", dictionary)
     if not isinstance(weight, Tensor) or weight.ndim != 2:
@@ -263,6 +269,27 @@ def csc_signals(
     Shape:
         signals ``(B, c, H, W)``, codes ``(B, m, H', W')`` with ``(H', W') =
         dictionary.output_size(image_size)``.
+
+    Examples:
+        Stripes of ``⌈(2·4 − 1)/2⌉ = 4 × 4`` code positions hold at most 3 non-zeros, and the
+        noise has ``‖E‖₂,∞^P = 0.1`` in ``4 × 4`` patches:
+
+        >>> from mlcsc import ConvDictionary
+        >>> from mlcsc.theory import l0_inf_norm, l2_inf_norm
+        >>> D = ConvDictionary(in_channels=3, num_atoms=8, kernel_size=4, stride=2)
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> signals, codes = csc_signals(D, 2, 16, l0_inf=3, noise_l2_inf=0.1, generator=generator)
+        >>> signals.shape, codes.shape, bool((l0_inf_norm(codes, D) <= 3).all())
+        (torch.Size([2, 3, 16, 16]), torch.Size([2, 8, 7, 7]), True)
+        >>> noise = signals - D.synthesize(codes, (16, 16))
+        >>> [round(level, 4) for level in l2_inf_norm(noise, 4).tolist()]
+        [0.1, 0.1]
+
+        ``num_nonzeros`` stops early:
+
+        >>> signals, codes = csc_signals(D, 2, 16, l0_inf=3, num_nonzeros=4, generator=generator)
+        >>> (codes != 0).sum(dim=(1, 2, 3)).tolist()
+        [4, 4]
     """
     if not all(hasattr(dictionary, a) for a in ("kernel_size", "stride", "num_atoms", "weight")):
         raise ValueError(f"dictionary must be a ConvDictionary, got {type(dictionary).__name__}")
@@ -319,6 +346,25 @@ def sparsify_filters_(dictionary, density: float):
 
     Returns:
         The same dictionary.
+
+    Raises:
+        ValueError: for a density outside ``(0, 1]``.
+
+    Shape:
+        the weight keeps its shape: ``(m, c, k, k)`` or ``(n, m)``.
+
+    Examples:
+        Two of the eight weights of each ``2 × 2 × 2`` filter are kept, and the filters stay
+        unit-norm:
+
+        >>> from mlcsc import ConvDictionary
+        >>> D = ConvDictionary(in_channels=2, num_atoms=4, kernel_size=2)
+        >>> sparsify_filters_(D, 0.25) is D
+        True
+        >>> (D.weight != 0).flatten(1).sum(dim=1).tolist()
+        [2, 2, 2, 2]
+        >>> bool(torch.allclose(D.atom_norms(), torch.ones(4)))
+        True
     """
     return dictionary.sparsify_filters_(density)
 
@@ -365,6 +411,24 @@ def mlcsc_signals(
 
     Shape:
         signals ``(B, c, H, W)``; ``Γ_i``: ``(B, m_i, H_i, W_i)``.
+
+    Examples:
+        A two-layer stack, ``1 → 8 → 16`` channels: ``Γ₂`` has exactly 3 non-negative
+        non-zeros per signal and the shallower code and the signal are synthesised from it:
+
+        >>> from mlcsc import ConvDictionary
+        >>> D1 = ConvDictionary(in_channels=1, num_atoms=8, kernel_size=5)
+        >>> D2 = ConvDictionary(in_channels=8, num_atoms=16, kernel_size=3, stride=2)
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> X, (G1, G2) = mlcsc_signals([D1, D2], 2, 20, deepest_cardinality=3, generator=generator)
+        >>> X.shape, G1.shape, G2.shape
+        (torch.Size([2, 1, 20, 20]), torch.Size([2, 8, 16, 16]), torch.Size([2, 16, 7, 7]))
+        >>> (G2 != 0).sum(dim=(1, 2, 3)).tolist(), bool((G2 >= 0).all())
+        ([3, 3], True)
+        >>> bool(torch.allclose(G1, D2.synthesize(G2, (16, 16)), atol=1e-6))
+        True
+        >>> bool(torch.allclose(X, D1.synthesize(G1, (20, 20)), atol=1e-6))
+        True
     """
     dictionaries = list(getattr(model_or_dictionaries, "dictionaries", model_or_dictionaries))
     if not dictionaries:
