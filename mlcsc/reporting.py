@@ -47,9 +47,21 @@ Row = Mapping[str, Any]
 def group_rows(rows: Iterable[Row], keys: Sequence[str]) -> dict[tuple, list[Row]]:
     """The rows grouped by their values of ``keys``, groups and rows in order of appearance.
 
-    >>> rows = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}, {"a": 3, "b": "x"}]
-    >>> {key: [row["a"] for row in group] for key, group in group_rows(rows, ["b"]).items()}
-    {('x',): [1, 3], ('y',): [2]}
+    Args:
+        rows: the rows; each must have every key of ``keys``.
+        keys: the columns whose values define a group.
+
+    Returns:
+        ``{(value of keys[0], value of keys[1], …): [rows of that group]}``, the keys tuples
+            even for a single column.
+
+    Raises:
+        KeyError: a row lacks one of ``keys``.
+
+    Examples:
+        >>> rows = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}, {"a": 3, "b": "x"}]
+        >>> {key: [row["a"] for row in group] for key, group in group_rows(rows, ["b"]).items()}
+        {('x',): [1, 3], ('y',): [2]}
     """
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
@@ -67,10 +79,30 @@ def write_csv(rows: Iterable[Row], path: str | Path, columns: Sequence[str] | No
             every key of every row, in order of first appearance.
 
     Values are written as ``str`` writes them (floats to full precision, ``True`` / ``False``,
-    ``nan``); a value a row lacks is an empty cell.
+    ``nan``); a value a row lacks is an empty cell. The file is UTF-8, in the :mod:`csv`
+    module's default dialect (``,`` separators, quotes where needed, ``\\r\\n`` line ends).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> rows = [{"sigma": 0.1, "method": "omp", "error": 0.0213},
+        ...         {"sigma": 0.2, "method": "bp", "error": 0.05, "converged": True}]
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = write_csv(rows, Path(folder) / "results" / "errors.csv")
+        ...     print(path.name)
+        ...     print(path.read_text(), end="")
+        ...     path = write_csv(rows, Path(folder) / "short.csv", columns=["method", "error"])
+        ...     print(path.read_text(), end="")
+        errors.csv
+        sigma,method,error,converged
+        0.1,omp,0.0213,
+        0.2,bp,0.05,True
+        method,error
+        omp,0.0213
+        bp,0.05
     """
     rows = list(rows)
     if columns is None:
@@ -92,8 +124,24 @@ def new_figure(rows: int = 1, columns: int = 1, width: float = 5.0, height: floa
     The figure is made without pyplot: no global state, no GUI backend, nothing to close. It
     is rendered by matplotlib's Agg canvas when saved.
 
+    Args:
+        rows: the rows of axes.
+        columns: the columns of axes.
+        width: the width of one axes' cell, in inches.
+        height: the height of one axes' cell, in inches.
+
     Returns:
-        ``(figure, axes)`` with ``axes`` a 2-D numpy array of Axes (``axes[row, column]``).
+        ``(figure, axes)``: a :class:`matplotlib.figure.Figure` of
+            ``(width·columns) × (height·rows)`` inches and a 2-D numpy array of Axes of shape
+            ``(rows, columns)`` (``axes[row, column]``, even for a single axes).
+
+    Examples:
+        >>> figure, axes = new_figure(1, 2, width=4, height=3)
+        >>> axes.shape, figure.get_size_inches().tolist()
+        ((1, 2), [8.0, 3.0])
+        >>> lines = axes[0, 0].plot([1, 2, 3], [1, 4, 9])
+        >>> type(figure).__name__, figure.get_layout_engine() is not None
+        ('Figure', True)
     """
     from matplotlib.figure import Figure
 
@@ -108,8 +156,27 @@ def save_figure(figure, path: str | Path, dpi: float = 100) -> Path:
 
     The figure stays open: a figure made by pyplot is the caller's to close.
 
+    Args:
+        figure: a :class:`matplotlib.figure.Figure` (from :func:`new_figure` or pyplot).
+        path: the PNG file, overwritten if it exists.
+        dpi: the resolution, in pixels per inch: a ``w × h``-inch figure is about
+            ``(w·dpi) × (h·dpi)`` pixels.
+
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> figure, axes = new_figure(width=2, height=1.5)
+        >>> lines = axes[0, 0].plot([0, 1], [0, 1])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_figure(figure, Path(folder) / "plots" / "line.png", dpi=40)
+        ...     data = path.read_bytes()
+        >>> path.name, data[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+        ('line.png', True)
+        >>> int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # 2 × 1.5 in
+        (80, 60)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +192,20 @@ class Curve:
     TensorBoard steps are integers: integer x values are used as steps; other x values are
     logged at steps ``0, 1, …`` and the x values themselves under ``<tag>/x`` (so the mapping
     from step to x is in the event file too). Points whose y is ``None`` or not finite are
-    left out.
+    left out. A frozen dataclass: written by :func:`log_curves`.
+
+    Attributes:
+        tag: the TensorBoard tag, ``"group/name"`` (TensorBoard groups the charts by
+            ``group``).
+        x: the x values, one per point.
+        y: the y values, as many as ``x``; ``None`` for a missing point.
+
+    Examples:
+        >>> Curve("loss/train", x=[1, 2, 3], y=[0.5, None, 0.2])
+        Curve(tag='loss/train', x=[1, 2, 3], y=[0.5, None, 0.2])
+        >>> rows = [{"sigma": 0.1, "error": 0.02}, {"sigma": 0.2, "error": 0.05}]
+        >>> Curve.from_rows("error/omp", rows, x="sigma", y="error")
+        Curve(tag='error/omp', x=[0.1, 0.2], y=[0.02, 0.05])
     """
 
     tag: str
@@ -134,7 +214,17 @@ class Curve:
 
     @classmethod
     def from_rows(cls, tag: str, rows: Iterable[Row], x: str, y: str) -> Curve:
-        """The curve of column ``y`` against column ``x`` of ``rows``."""
+        """The curve of column ``y`` against column ``x`` of ``rows``.
+
+        Args:
+            tag: the curve's TensorBoard tag.
+            rows: the rows, one point each, in order; each must have both columns.
+            x: the column of the x values.
+            y: the column of the y values.
+
+        Returns:
+            The new curve, a :class:`Curve`.
+        """
         rows = list(rows)
         return cls(tag, [row[x] for row in rows], [row[y] for row in rows])
 
@@ -164,6 +254,25 @@ def log_curves(
 
     Returns:
         ``folder`` as a :class:`~pathlib.Path`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        >>> error = Curve("error/omp", x=[0.1, 0.2], y=[0.02, 0.05])
+        >>> loss = Curve("loss/train", x=[1, 2, 3], y=[0.5, None, 0.2])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     logs = log_curves(Path(folder) / "tb", [error, loss], scalars={"best": 0.02},
+        ...                       text="two curves\\nseed 0")
+        ...     events = EventAccumulator(str(logs))
+        ...     events = events.Reload()
+        ...     scalars = events.Tags()["scalars"]
+        ...     points = [(e.step, round(e.value, 3)) for e in events.Scalars("loss/train")]
+        ...     count = len(list(logs.glob("events.out.tfevents.*")))
+        >>> sorted(scalars), count
+        (['best', 'error/omp', 'error/omp/x', 'loss/train'], 1)
+        >>> points  # integer x values are the steps; the point without y is left out
+        [(1, 0.5), (3, 0.2)]
     """
     folder = Path(folder)
     try:
@@ -242,6 +351,22 @@ def format_table(
 
     Returns:
         The table, lines joined by ``\\n`` (no final line break).
+
+    Examples:
+        >>> rows = [{"method": "omp", "sigma": 0.1, "error": 0.0213},
+        ...         {"method": "bp", "sigma": 0.2, "error": 0.05, "converged": True}]
+        >>> print(format_table(rows, ["method", "sigma", "error", "converged"],
+        ...                    formats={"error": ".1%"}, headers={"sigma": "σ"}))
+        method    σ  error  converged
+        ------  ---  -----  ---------
+        omp     0.1   2.1%          -
+        bp      0.2   5.0%        yes
+        >>> times = [{"n": 3, "time": float("nan")}, {"n": 10, "time": 1234.5678}]
+        >>> print(format_table(times, ["n", "time"], formats={"time": lambda t: f"{t:.1f} s"}))
+         n      time
+        --  --------
+         3         -
+        10  1234.6 s
     """
     rows = list(rows)
     formats = formats or {}

@@ -41,7 +41,40 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint plugin that never leaves a half-written checkpoint."""
+    """Lightning checkpoint plugin that never leaves a half-written checkpoint.
+
+    :func:`~mlcsc.training.train` passes it to the trainer (``plugins=[AtomicCheckpointIO()]``),
+    so that every checkpoint the trainer writes (``best``, ``last.ckpt``) is complete or absent:
+
+    * ``save_checkpoint(checkpoint, path)`` writes the ``dict`` with :func:`torch.save` to a
+      temporary file next to ``path``, flushes and ``fsync``-s it, then renames it over ``path``
+      (:func:`os.replace`, atomic on POSIX file systems); missing parent folders are created and
+      the temporary file is removed if writing fails. ``storage_options`` are not supported
+      (``TypeError`` when given).
+    * ``load_checkpoint(path, map_location=None)`` reads through :func:`load_checkpoint`
+      (``weights_only=True``, onto the CPU unless ``map_location`` says otherwise) and returns
+      the ``dict``; the ``weights_only`` argument Lightning passes is ignored, the load is always
+      the safe one. The full trainer state (optimizer, loops, callbacks) holds only tensors,
+      numbers, strings and containers, so resuming works through the safe loader.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> plugin = AtomicCheckpointIO()
+        >>> checkpoint = {"state_dict": {"weight": torch.ones(2, 3)}, "epoch": 4}
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "checkpoints" / "last.ckpt"
+        ...     plugin.save_checkpoint(checkpoint, path)
+        ...     files = sorted(p.name for p in path.parent.iterdir())  # no temporary file left
+        ...     loaded = plugin.load_checkpoint(path)
+        >>> files, loaded["epoch"], loaded["state_dict"]["weight"].shape
+        (['last.ckpt'], 4, torch.Size([2, 3]))
+        >>> plugin.save_checkpoint(checkpoint, path, storage_options={})
+        Traceback (most recent call last):
+        ...
+        TypeError: AtomicCheckpointIO does not take storage_options
+    """
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None:
@@ -58,9 +91,45 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``).
 
+    The safe loader of :func:`torch.load` rebuilds only tensors, numbers, strings and
+    containers: a file that would run code when unpickled is refused instead of executed.
+
+    Args:
+        path: the checkpoint file (a Lightning ``.ckpt`` or anything saved by
+            :func:`torch.save` as a ``dict`` with a ``"state_dict"`` entry).
+        map_location: where the tensors are put, as for :func:`torch.load` (default: the CPU).
+
+    Returns:
+        The checkpoint ``dict``; its ``"state_dict"`` maps parameter names to tensors, and a
+            Lightning checkpoint also holds ``"hyper_parameters"``, ``"epoch"``, ``"global_step"``,
+            the optimizer and loop states.
+
     Raises:
         CheckpointError: one line naming the path when the file is missing, unreadable or not a
             checkpoint.
+
+    Examples:
+        A tiny network's checkpoint, written as the trainer writes it and read back:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 2)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "best.ckpt"
+        ...     AtomicCheckpointIO().save_checkpoint({"state_dict": net.state_dict()}, path)
+        ...     checkpoint = load_checkpoint(path)
+        >>> sorted(checkpoint["state_dict"])
+        ['bias', 'weight']
+        >>> torch.equal(checkpoint["state_dict"]["weight"], net.weight)
+        True
+
+        A missing file (or a corrupted one, or one that is not a checkpoint) is one line:
+
+        >>> load_checkpoint(Path(folder) / "best.ckpt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.CheckpointError: checkpoint not found: .../best.ckpt
     """
     path = Path(path)
     if not path.is_file():

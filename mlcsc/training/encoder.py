@@ -49,11 +49,48 @@ def encoder_output_shape(
 def build_encoder(
     model: Mapping[str, Any], in_channels: int, input_size: Sequence[int]
 ) -> nn.Module:
-    """``instantiate(model, in_channels=…)``, checked on images of ``input_size``.
+    """The encoder a ``model`` configuration describes, checked on images of ``input_size``.
+
+    Builds ``instantiate(model, "model", in_channels=in_channels)`` and then checks that the
+    result is an :class:`~torch.nn.Module` that maps ``(N, in_channels, H, W)`` images with
+    ``(H, W) = input_size`` to a feature map: for an :class:`~mlcsc.MLCSC` from its layer sizes,
+    for any other module by a forward pass on one zero image (in evaluation mode, the module's
+    mode restored afterwards). A mistake therefore surfaces here, before any data is read or
+    any training step is run.
+
+    Args:
+        model: the ``model`` config node: ``_target_`` (``mlcsc.MLCSC`` in ``configs/model/``,
+            or any module class whose constructor takes ``in_channels``) and its arguments.
+        in_channels: the channels ``C`` of the images (from the data module).
+        input_size: the image size ``(H, W)`` (from the data module).
+
+    Returns:
+        The encoder, an :class:`~torch.nn.Module` whose forward maps ``(N, C, H, W)`` images to
+            a tensor (for an :class:`~mlcsc.MLCSC`, the deepest code ``Γ_K``).
 
     Raises:
         ConfigError: an unknown option or an invalid value (naming them), or an architecture
             that does not fit the data.
+
+    Examples:
+        >>> model = {"_target_": "mlcsc.MLCSC", "pursuit": "ml_fista", "n_iter": 2,
+        ...          "layers": [[4, 5, 2, 0], [8, 3, 2, 0]]}
+        >>> encoder = build_encoder(model, in_channels=1, input_size=(16, 16))
+        >>> type(encoder).__name__, encoder.num_layers, encoder.code_shape((16, 16))
+        ('MLCSC', 2, (8, 2, 2))
+
+        Any module whose constructor takes ``in_channels`` serves:
+
+        >>> build_encoder({"_target_": "torch.nn.Conv2d", "out_channels": 4, "kernel_size": 3},
+        ...               in_channels=1, input_size=(16, 16))
+        Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1))
+
+        Images too small for the architecture are refused with the smallest size that fits:
+
+        >>> build_encoder(model, in_channels=1, input_size=(4, 4))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: the model does not fit 1-channel (4, 4) images: ... least (9, 9)
     """
     encoder = instantiate(model, "model", in_channels=in_channels)
     if not isinstance(encoder, nn.Module):

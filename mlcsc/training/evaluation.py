@@ -29,10 +29,52 @@ def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModul
     """Rebuild a trained classifier from its checkpoint (safely loaded), optionally re-unrolled
     ``n_iter`` times, in evaluation mode.
 
+    The checkpoint's ``hyper_parameters`` (the arguments of
+    :class:`~mlcsc.training.ClassificationModule`, recorded by training) rebuild the network,
+    and its ``state_dict`` gives the weights. With ``n_iter`` the pursuit of an
+    :class:`~mlcsc.MLCSC` encoder is unrolled that many times instead of the trained number,
+    with the same learned dictionaries, thresholds and steps.
+
+    Args:
+        ckpt: path of a checkpoint of ``task=classification`` (``checkpoints/*.ckpt`` of a run).
+        n_iter: pursuit iterations to use (``None``: as trained).
+
+    Returns:
+        The rebuilt :class:`~mlcsc.training.ClassificationModule`, in evaluation mode, on the CPU;
+            ``module(x)`` maps ``(N, C, H, W)`` images to ``(N, num_classes)`` logits.
+
     Raises:
         CheckpointError: missing, unreadable, not a classification checkpoint, or weights that do
             not fit the model it records.
         ConfigError: an ``n_iter`` the encoder refuses.
+
+    Examples:
+        A small untrained classifier saved as training saves it, then loaded back with more
+        pursuit iterations:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from mlcsc.training import AtomicCheckpointIO
+        >>> model = {"_target_": "mlcsc.MLCSC", "pursuit": "ml_fista", "n_iter": 2,
+        ...          "layers": [[4, 5, 2, 0], [8, 3, 2, 0]]}
+        >>> adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+        >>> trained = ClassificationModule(model, in_channels=1, num_classes=3,
+        ...                                input_size=(16, 16), optimizer=adam)
+        >>> checkpoint = {"state_dict": trained.state_dict(),
+        ...               "hyper_parameters": dict(trained.hparams)}
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "best.ckpt"
+        ...     AtomicCheckpointIO().save_checkpoint(checkpoint, path)
+        ...     module = load_classifier(str(path), n_iter=5)
+        >>> module.training, module.encoder.n_iter, module.hparams["num_classes"]
+        (False, 5, 3)
+        >>> x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> module(x).shape
+        torch.Size([2, 3])
+        >>> trained.encoder.n_iter = 5  # the same weights: the same logits
+        >>> torch.allclose(module(x), trained.eval()(x))
+        True
     """
     checkpoint = load_checkpoint(ckpt)
     hparams = checkpoint.get("hyper_parameters") or {}
@@ -83,11 +125,55 @@ def evaluation_data(config: Mapping[str, Any], module: ClassificationModule):
 def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate a checkpoint on a split of its data set (or of another data set).
 
-    Config keys (``configs/evaluate.yaml``): ``ckpt`` (path), ``split`` (``test``, ``val`` or
-    ``train``), optional ``n_iter`` (unroll the pursuit a different number of times than in
-    training), optional ``data`` (another data set; default the one the checkpoint was trained
-    on), ``trainer``, ``mode`` (``accuracy``, or ``robustness``: see
-    :func:`mlcsc.training.robustness.run_robustness`).
+    What ``python evaluate.py ckpt=… [split=…] [n_iter=…] [data=…]`` runs: the classifier is
+    rebuilt by :func:`load_classifier`, the data module of ``data`` (default: the one recorded
+    in the checkpoint) must match its channels, image size and classes, and a trainer built
+    from ``trainer`` (no logger, no checkpoints) tests it on the split. The summary is printed
+    (:func:`~mlcsc.training.format_summary`) and returned.
+
+    Args:
+        cfg: the configuration, a ``DictConfig`` composed from ``configs/evaluate.yaml`` or a
+            plain mapping with its keys: ``ckpt`` (path), ``split`` (``test``, ``val`` or
+            ``train``), optional ``n_iter`` (unroll the pursuit a different number of times
+            than in training), optional ``data`` (another data set; default the one the
+            checkpoint was trained on), ``trainer``, ``mode`` (``accuracy``, or
+            ``robustness``: see :func:`mlcsc.training.robustness.run_robustness`).
+
+    Returns:
+        For ``mode=accuracy``, the summary: ``split``, ``accuracy`` (a fraction in ``[0, 1]``),
+            ``loss``, ``reconstruction_error``, ``sparsity`` (per layer: ``% zeros`` and mean
+            non-zeros of the codes), ``pursuit``, ``n_iter``, ``wall_time_s``, ``checkpoint`` and
+            ``log_dir`` (``None``). For ``mode=robustness``, what
+            :func:`~mlcsc.training.robustness.run_robustness` returns.
+
+    Raises:
+        ConfigError: an unknown ``mode`` or ``split``, no ``ckpt``, no data set to evaluate on,
+            a data set that does not fit the checkpoint's model, or an ``n_iter`` the encoder
+            refuses.
+        CheckpointError: as :func:`load_classifier`.
+
+    Examples:
+        The configuration of ``evaluate.py``, composed as Hydra composes it; a missing
+        checkpoint or an unknown split fails at once, before any data is read:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import hydra
+        >>> import mlcsc
+        >>> configs = Path(mlcsc.__file__).resolve().parents[1] / "configs"  # the repository's
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     with hydra.initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        ...         cfg = hydra.compose("evaluate", [f"ckpt={folder}/best.ckpt", "n_iter=10"])
+        >>> cfg.mode, cfg.split, cfg.n_iter, cfg.trainer.accelerator
+        ('accuracy', 'test', 10, 'cpu')
+        >>> evaluate(cfg)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.CheckpointError: checkpoint not found: .../best.ckpt
+        >>> evaluate({**cfg, "split": "holdout"})
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: unknown split 'holdout'; expected one of train, val, test
     """
     config = plain(cfg)
     mode = config.get("mode", "accuracy")

@@ -36,14 +36,54 @@ def _root_cause(error: BaseException) -> BaseException:
 def instantiate(config: Mapping[str, Any] | None, group: str, **kwargs: Any) -> Any:
     """Build the object that ``config`` (from config group ``group``) describes.
 
-    ``kwargs`` are passed to the target as well (values known only at run time, such as the
-    data's channels). Nested nodes are not instantiated: a target receives them as plain
-    dictionaries (so a task can record its model configuration in its checkpoint).
+    A thin layer over :func:`hydra.utils.instantiate`: the node's ``_target_`` (a dotted
+    import path) is called with the node's other keys and ``kwargs`` as keyword arguments
+    (``_partial_: true`` gives a callable that takes the rest later, as for the
+    ``optimizer`` and ``scheduler`` groups). Nested nodes are not instantiated: a target
+    receives them as plain dictionaries (so a task can record its model configuration in its
+    checkpoint), and every container arrives as a plain ``dict`` / ``list``.
+
+    Args:
+        config: the config node, a ``DictConfig`` or a plain mapping with a ``_target_``
+            (interpolations are resolved first).
+        group: the config group, named in error messages (``"model"``, ``"data"``, …).
+        **kwargs: further arguments of the target: values known only at run time, such as the
+            data's channels.
+
+    Returns:
+        What the target returns (usually an instance of the ``_target_`` class).
 
     Raises:
         ConfigError: no ``_target_``, a target that cannot be imported, an unknown or missing
             argument, or a value the target refuses; an :class:`~mlcsc.errors.MLCSCError`
             raised by the target is passed on unchanged.
+
+    Examples:
+        >>> instantiate({"_target_": "torch.nn.Linear", "in_features": 3}, "model",
+        ...             out_features=2)
+        Linear(in_features=3, out_features=2, bias=True)
+        >>> import torch
+        >>> sgd = instantiate({"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        ...                   "optimizer")
+        >>> type(sgd(params=[torch.zeros(2, requires_grad=True)])).__name__
+        'SGD'
+
+        Nested nodes arrive as dictionaries, not as objects:
+
+        >>> instantiate({"_target_": "builtins.dict", "inner": {"_target_": "torch.nn.ReLU"}}, "x")
+        {'inner': {'_target_': 'torch.nn.ReLU'}}
+
+        A mistake is one line naming the group and the target:
+
+        >>> linear = {"_target_": "torch.nn.Linear", "in_features": 3, "outputs": 2}
+        >>> instantiate(linear, "model")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: model (torch.nn.Linear): ... unexpected keyword argument 'outputs'
+        >>> instantiate({"lr": 0.1}, "optimizer")
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: optimizer needs a `_target_` (the class to build), got {'lr': 0.1}
     """
     node = plain(config)
     if not isinstance(node, Mapping) or "_target_" not in node:

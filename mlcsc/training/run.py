@@ -74,13 +74,59 @@ def _checkpoint_callback(callbacks: list) -> ModelCheckpoint:
 def train(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Train the task's model, keep best and last checkpoints, test the best one.
 
-    Everything is built and validated before any training starts: the data module, the task
-    (its encoder against the data's image size and channels), the optimizer and schedule, the
-    trainer, loggers and callbacks, and the checkpoint to resume from.
+    What ``python train.py [group=option …] [key=value …]`` runs. Everything is built and
+    validated before any training starts: the data module, the task (its encoder against the
+    data's image size and channels), the optimizer and schedule, the trainer, loggers and
+    callbacks, and the checkpoint to resume from. Then the run is seeded (``seed``), the task
+    prepares its start (:meth:`~mlcsc.training.EncoderTask.prepare_fit`), the trainer fits it
+    (checkpoints written through :class:`~mlcsc.training.AtomicCheckpointIO`), tests the best
+    checkpoint on the test split, and the summary is printed
+    (:func:`~mlcsc.training.format_summary`).
+
+    Args:
+        cfg: the configuration composed from ``configs/train.yaml`` (by ``@hydra.main`` or
+            :func:`hydra.compose`), or a plain mapping with the same keys: the groups ``data``,
+            ``model``, ``task``, ``optimizer``, ``scheduler``, ``trainer``, ``callbacks``
+            (with a ``ModelCheckpoint``) and ``logger``, and ``paths``, ``run_name``, ``seed``
+            and ``ckpt_path`` (``null``, ``last``: the newest ``last.ckpt`` of runs named
+            ``run_name``, or a path). A resumed run writes into its checkpoint's run folder.
 
     Returns:
         the summary: test metrics, per-layer sparsity, wall time, checkpoint and log folders
-        (and what the task reports, e.g. the linear probe of the unsupervised task).
+            (and what the task reports, e.g. the linear probe of the unsupervised task).
+
+    Raises:
+        ConfigError: a configuration that cannot be resolved or an object that cannot be built
+            from its node (the message names the group, the target and the valid choices).
+        CheckpointError: a ``ckpt_path`` that is missing or unreadable, or ``last`` with no
+            ``last.ckpt`` to resume from.
+
+    Examples:
+        A full run takes minutes; composing its configuration and a mistake in it take a
+        fraction of a second. A bad override fails before any data is read or any file
+        written:
+
+        >>> import os
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import hydra
+        >>> import mlcsc
+        >>> configs = Path(mlcsc.__file__).resolve().parents[1] / "configs"  # the repository's
+        >>> with tempfile.TemporaryDirectory() as folder:  # doctest: +ELLIPSIS
+        ...     overrides = [f"paths.output_root={folder}", f"paths.run_dir={folder}/run",
+        ...                  "run_name=doc", "model=ml_ista", "model.n_iter=3"]
+        ...     with hydra.initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        ...         cfg = hydra.compose("train", overrides)
+        ...         bad = hydra.compose("train", [*overrides, "model.pursuit=magic"])
+        ...     cfg.task._target_, cfg.model.pursuit, cfg.model.n_iter, cfg.data._target_
+        ...     try:
+        ...         train(bad)
+        ...     except mlcsc.errors.ConfigError as error:
+        ...         print(error)
+        ...     os.listdir(folder)
+        ('mlcsc.training.ClassificationModule', 'ml_ista', 3, 'mlcsc.data.MNIST5kDataModule')
+        model (mlcsc.MLCSC): unknown pursuit 'magic'; expected one of all_free, ...
+        []
     """
     from mlcsc.training.summary import format_summary, run_summary
 
@@ -136,7 +182,43 @@ def train(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_cli(function: Callable[[Any], Any], cfg: Any) -> Any:
-    """Run ``function(cfg)``; report an :class:`MLCSCError` as one line and exit with status 2."""
+    """Run ``function(cfg)``; report an :class:`MLCSCError` as one line and exit with status 2.
+
+    The wrapper of the command-line scripts (``train.py``, ``evaluate.py``): a mistake a user
+    can fix (:class:`~mlcsc.errors.ConfigError`, :class:`~mlcsc.errors.CheckpointError`,
+    :class:`~mlcsc.errors.DataNotFoundError`) is printed to standard error as
+    ``error: <message>`` instead of a traceback; any other exception propagates. Ctrl-C prints
+    a note on resuming (``ckpt_path=last``) and exits with status 130.
+
+    Args:
+        function: what to run, e.g. :func:`train` or :func:`~mlcsc.training.evaluate`.
+        cfg: its one argument, the configuration.
+
+    Returns:
+        What ``function(cfg)`` returns.
+
+    Raises:
+        SystemExit: status 2 after an :class:`~mlcsc.errors.MLCSCError`, 130 after a
+            ``KeyboardInterrupt``.
+
+    Examples:
+        >>> run_cli(lambda cfg: cfg["n"] * 2, {"n": 21})
+        42
+        >>> import contextlib
+        >>> import io
+        >>> from mlcsc.errors import ConfigError
+        >>> def fails(cfg):
+        ...     raise ConfigError(f"unknown split {cfg['split']!r}")
+        >>> stderr = io.StringIO()
+        >>> with contextlib.redirect_stderr(stderr):
+        ...     try:
+        ...         run_cli(fails, {"split": "holdout"})
+        ...     except SystemExit as stop:
+        ...         print("exit status", stop.code)
+        exit status 2
+        >>> print(stderr.getvalue(), end="")
+        error: unknown split 'holdout'
+    """
     try:
         return function(cfg)
     except MLCSCError as error:

@@ -35,7 +35,46 @@ def run_summary(metrics, encoder, wall_time, checkpoint, log_dir, split) -> dict
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """The summary printed at the end of ``train.py`` and ``evaluate.py``."""
+    """The summary printed at the end of ``train.py`` and ``evaluate.py``.
+
+    Args:
+        summary: what :func:`~mlcsc.training.train` and :func:`~mlcsc.training.evaluate`
+            return: ``split``, ``pursuit``, ``n_iter``, ``sparsity`` (one ``{"layer", "zeros_pct",
+            "nnz"}`` per layer), ``wall_time_s`` and ``checkpoint`` are required; ``accuracy``
+            (a fraction), ``loss``, ``reconstruction_error`` and ``log_dir`` may be ``None``
+            (shown as ``n/a`` or left out). An unsupervised run adds ``objective`` (shown
+            instead of the loss), ``accuracy_label``, ``dictionary_sparsity`` (% zero weights
+            per layer) and ``figures``.
+
+    Returns:
+        The text: a blank line, then lines between two rules of ``=`` (no final line break).
+            The accuracy is shown in percent, the relative reconstruction error is
+            ``‖x − D₁⋯D_KΓ_K‖/‖x‖``, and a TensorBoard log folder comes with the command that
+            opens it.
+
+    Examples:
+        >>> summary = {
+        ...     "split": "test", "accuracy": 0.978, "loss": 0.0712,
+        ...     "reconstruction_error": 0.41, "pursuit": "ml_fista", "n_iter": 6,
+        ...     "sparsity": [{"layer": 1, "zeros_pct": 71.25, "nnz": 1180.4},
+        ...                  {"layer": 2, "zeros_pct": 93.5, "nnz": None}],
+        ...     "wall_time_s": 71.5, "checkpoint": "run/checkpoints/best.ckpt",
+        ...     "log_dir": "run/tensorboard",
+        ... }
+        >>> print(format_summary(summary).strip())  # strip: it starts with a blank line
+        ================================================================
+        mlcsc summary (ml_fista, n_iter=6)
+          test accuracy : 97.80 %
+          test loss     : 0.0712
+          code sparsity (% zeros, mean nnz per sample):
+            Γ1: 71.25 % zeros, 1180.4 nnz
+            Γ2: 93.50 % zeros, n/a nnz
+          relative reconstruction error ‖x − D₁⋯D_KΓ_K‖/‖x‖ : 0.410
+          wall time  : 71.5 s
+          checkpoint : run/checkpoints/best.ckpt
+          TensorBoard: tensorboard --logdir run/tensorboard
+        ================================================================
+    """
 
     def number(value, fmt):
         return format(value, fmt) if value is not None else "n/a"

@@ -38,6 +38,23 @@ def code_statistics(codes: Sequence[Tensor]) -> dict[str, Tensor]:
 class EncoderTask(pl.LightningModule):
     """A LightningModule around an encoder built from a ``model`` configuration.
 
+    The base of :class:`~mlcsc.training.ClassificationModule` and
+    :class:`~mlcsc.training.UnsupervisedMLCSCModule`, and of a user's own task
+    (``task._target_=my_package.MyTask``). Hydra builds a task from the ``task`` config group,
+    passing the run-time facts of the data (``in_channels``, ``input_size``, ``num_classes``)
+    and the ``model``, ``optimizer``, ``scheduler`` and ``data`` nodes; the base keeps the
+    optimizer and schedule configurations, and a subclass builds its encoder (as
+    ``self.encoder``, e.g. with :func:`~mlcsc.training.build_encoder`) and records its
+    arguments with ``save_hyperparameters()``.
+
+    A subclass defines :meth:`step`, ``(loss, metrics)`` for a batch and a stage; the base runs
+    it in ``training_step``, ``validation_step`` and ``test_step`` and logs every metric as
+    ``<stage>/<name>``, averaged over the epoch's batches and across processes. It may also
+    override :meth:`trainable_parameters`, :meth:`prepare_fit` and :meth:`report`.
+    ``configure_optimizers`` builds the optimizer (and the schedule, stepped per batch for
+    ``OneCycleLR`` / ``CyclicLR`` and per epoch otherwise) on :meth:`trainable_parameters`;
+    an optimizer or schedule node that does not fit raises :class:`~mlcsc.errors.ConfigError`.
+
     Args:
         model: the ``model`` configuration (``_target_`` and its arguments).
         in_channels: image channels (from the data module).
@@ -49,6 +66,43 @@ class EncoderTask(pl.LightningModule):
         image_every_n_epochs: log atom images every this many validation epochs (0: never).
         data: the data configuration, recorded in the checkpoint so that ``evaluate.py`` can
             rebuild the data set the model was trained on.
+
+    Examples:
+        A minimal task: learn an :class:`~mlcsc.MLCSC` encoder's dictionaries by the mean
+        squared reconstruction error ``‖x − D₁⋯D_KΓ_K‖²`` of its codes:
+
+        >>> import torch
+        >>> from mlcsc.training import build_encoder
+        >>> class Reconstruction(EncoderTask):
+        ...     def __init__(self, model, in_channels, input_size, optimizer, **kwargs):
+        ...         super().__init__(model, in_channels, input_size, optimizer, **kwargs)
+        ...         self.save_hyperparameters()
+        ...         self.encoder = build_encoder(model, in_channels, input_size)
+        ...     def step(self, batch, stage):
+        ...         images, _ = batch
+        ...         gamma = self.encoder(images)
+        ...         estimate = self.encoder.reconstruct(gamma, images.shape[-2:])
+        ...         loss = (images - estimate).pow(2).mean()
+        ...         return loss, {"loss": loss}
+        >>> model = {"_target_": "mlcsc.MLCSC", "pursuit": "ml_fista", "n_iter": 2,
+        ...          "layers": [[4, 5, 2, 0], [8, 3, 2, 0]]}
+        >>> adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+        >>> step_lr = {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True,
+        ...            "step_size": 10}
+        >>> task = Reconstruction(model, 1, (16, 16), adam, scheduler=step_lr)
+        >>> images = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> loss, metrics = task.step((images, torch.zeros(4)), "train")
+        >>> loss.shape, list(metrics)
+        (torch.Size([]), ['loss'])
+        >>> optimizers = task.configure_optimizers()
+        >>> type(optimizers["optimizer"]).__name__, optimizers["lr_scheduler"]["interval"]
+        ('Adam', 'epoch')
+
+        The relative error of the zero code is 1 (its reconstruction is zero):
+
+        >>> gamma = torch.zeros(4, *task.encoder.code_shape((16, 16)))
+        >>> task.relative_error(images, gamma)
+        tensor(1.)
     """
 
     #: metrics shown in the progress bar
@@ -74,7 +128,17 @@ class EncoderTask(pl.LightningModule):
 
     # ------------------------------------------------------------------ what subclasses define
     def step(self, batch: Any, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss to minimise and the metrics to log (names without the stage prefix)."""
+        """The loss to minimise and the metrics to log (names without the stage prefix).
+
+        Args:
+            batch: a batch of the data module's loaders (``(images, labels)`` for the
+                data modules of :mod:`mlcsc.data`).
+            stage: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            The scalar loss (back-propagated at the ``train`` stage) and ``name → value``
+                metrics, logged as ``<stage>/<name>``.
+        """
         raise NotImplementedError
 
     def trainable_parameters(self):
@@ -129,7 +193,11 @@ class EncoderTask(pl.LightningModule):
 
     @torch.no_grad()
     def relative_error(self, images: Tensor, gamma_K: Tensor) -> Tensor:
-        """Mean ``‖x − D₁⋯D_KΓ_K‖/‖x‖`` over the batch."""
+        """Mean ``‖x − D₁⋯D_KΓ_K‖/‖x‖`` over the batch (a scalar tensor, no gradient).
+
+        ``images`` are ``(N, C, H, W)``, ``gamma_K`` the deepest codes of ``self.encoder`` (an
+        :class:`~mlcsc.MLCSC`), ``(N, m_K, H_K, W_K)``.
+        """
         reconstruction = self.encoder.reconstruct(gamma_K, images.shape[-2:])
         error = (images - reconstruction).flatten(1).norm(dim=1)
         return (error / images.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()

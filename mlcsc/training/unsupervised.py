@@ -80,6 +80,21 @@ def _density(name: str, value) -> float | None:
 class UnsupervisedMLCSCModule(EncoderTask):
     """Learn the dictionaries of an :class:`~mlcsc.MLCSC` encoder without labels.
 
+    The task of ``task=dictionary_learning`` (``configs/task/dictionary_learning.yaml``): the
+    dictionary learning of Sulam, Papyan, Romano & Elad (2018), "Multi-Layer Convolutional
+    Sparse Modeling: Pursuit and Dictionary Learning", IEEE TSP. For a batch of signals ``Y`` it
+    minimises the multi-layer basis pursuit objective
+
+    ``½‖Y − D₁D₂⋯D_KΓ_K‖₂² + Σ_i λ_i‖Γ_i‖₁``,  with ``Γ_i = D_{i+1}⋯D_KΓ_K``,
+
+    (averaged over the batch) alternately: the codes ``Γ_K`` by the encoder's pursuit with the
+    current dictionaries and thresholds ``β_i = λ_i`` (fixed, not learned, as are the step
+    sizes), then the dictionaries by ``dictionary_steps`` optimizer steps with the codes held
+    fixed. After every step the filters are projected: clipped at 0 where ``nonnegative``,
+    reduced to the largest-magnitude ``filter_density`` fraction of their weights where set,
+    and normalised to unit-norm atoms. ``module(x)`` returns the model's codes ``[Γ₁, …, Γ_K]``;
+    :meth:`objective` evaluates the objective.
+
     Args:
         model: the encoder's configuration (see :class:`~mlcsc.training.task.EncoderTask`).
         in_channels: image channels (from the data module).
@@ -124,6 +139,49 @@ class UnsupervisedMLCSCModule(EncoderTask):
 
     Logged: the objective, its reconstruction term, the relative reconstruction error, per-layer
     code sparsity and dictionary sparsity; images of the atoms and effective atoms.
+
+    Raises:
+        ConfigError: as :func:`~mlcsc.training.build_encoder`; for an encoder that is not an
+            :class:`~mlcsc.MLCSC`; for a per-layer option with the wrong number of values or a
+            refused value (``λ_i < 0``, a density outside ``(0, 1]``); and for an unknown
+            ``init`` or a bad ``replace_rare`` or ``dictionary_steps``.
+
+    Shape:
+        - input of ``module(x)``: ``(N, C, H, W)``.
+        - output: ``[Γ₁, …, Γ_K]`` with ``Γ_i`` of shape ``(N, m_i, H_i, W_i)``.
+
+    Examples:
+        >>> import torch
+        >>> model = {"_target_": "mlcsc.MLCSC", "pursuit": "ml_fista", "n_iter": 2,
+        ...          "layers": [[4, 5, 2, 0], [8, 3, 2, 0]]}
+        >>> adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+        >>> module = UnsupervisedMLCSCModule(model, in_channels=1, input_size=(16, 16),
+        ...                                  optimizer=adam, lambdas=[0.1, 0.05],
+        ...                                  filter_density=[None, 0.5], probe=False)
+        >>> module.lambdas, [round(float(beta.mean()), 3) for beta in module.encoder.thresholds]
+        ([0.1, 0.05], [0.1, 0.05])
+        >>> [tuple(p.shape) for p in module.trainable_parameters()]  # D₁ and D₂ only
+        [(4, 1, 5, 5), (8, 4, 3, 3)]
+        >>> float((module.encoder.dictionaries[1].weight == 0).float().mean())  # D₂ half zeros
+        0.5
+        >>> images = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> [tuple(code.shape) for code in module(images)]  # [Γ₁, Γ₂]
+        [(2, 4, 6, 6), (2, 8, 2, 2)]
+
+        With zero codes the objective is the data term ``½‖Y‖²``:
+
+        >>> zeros = [torch.zeros(2, 4, 6, 6), torch.zeros(2, 8, 2, 2)]
+        >>> objective, data_term, codes, relative = module.objective(images, zeros)
+        >>> expected = 0.5 * images.pow(2).flatten(1).sum(1).mean()
+        >>> torch.allclose(objective, expected), torch.allclose(data_term, expected), relative
+        (True, True, tensor(1.))
+
+        Per-layer options take one value per layer:
+
+        >>> UnsupervisedMLCSCModule(model, 1, (16, 16), adam, lambdas=[0.1, 0.1, 0.1])
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: lambdas needs one value per layer (2), got 3
     """
 
     progress_metrics = ("objective", "reconstruction/relative_error")
@@ -229,6 +287,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
         self._project_()
 
     def prepare_fit(self, datamodule, resuming: bool) -> None:
+        """The data-driven start of ``init="patches"`` or ``init="data"`` from the training
+        loader of ``datamodule`` (nothing for ``init="random"`` or when ``resuming``)."""
         if self.init == "random" or resuming:
             return
         datamodule.setup("fit")
@@ -290,6 +350,9 @@ class UnsupervisedMLCSCModule(EncoderTask):
         return objective.mean(), data_term.mean().detach(), codes, relative.mean()
 
     def step(self, batch, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective of a batch (images, or ``(images, labels)`` with the labels unused)
+        and the metrics ``objective``, ``data_term``, ``reconstruction/relative_error`` (and,
+        outside training, the per-layer code sparsity)."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         held = None
         if stage == "train" and self._held is not None and self._held[0] is x:
@@ -307,6 +370,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         return objective, metrics
 
     def trainable_parameters(self):
+        """The dictionaries' filters: thresholds and step sizes stay fixed."""
         return [p for p in self.encoder.dictionaries.parameters() if p.requires_grad]
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
