@@ -1,6 +1,7 @@
 """Modules to plug into any network: the ML-CSC encoder and a classifier on its codes."""
 
 from mlcsc.nn.classifier import MLCSCClassifier, conv_features
+from mlcsc.nn.csc_conv import CSCConv2d, replace_conv2d
 from mlcsc.nn.mlcsc import MLCSC
 
-__all__ = ["MLCSC", "MLCSCClassifier", "conv_features"]
+__all__ = ["MLCSC", "CSCConv2d", "MLCSCClassifier", "conv_features", "replace_conv2d"]
