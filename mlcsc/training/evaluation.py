@@ -6,7 +6,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from torch import nn
+
 from mlcsc.errors import CheckpointError, ConfigError
+from mlcsc.nn import MLCSC, CSCConv2d
 from mlcsc.training.checkpoint_io import load_checkpoint
 from mlcsc.training.classification import ClassificationModule
 from mlcsc.training.instantiate import instantiate, plain
@@ -25,7 +28,79 @@ def config_split(config: Mapping[str, Any]) -> str:
     return split
 
 
-def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModule:
+def set_unrolling(encoder: nn.Module, n_iter: int | None = None, lam: float | None = None) -> None:
+    """Unroll a trained encoder's pursuits ``n_iter`` times and give its CSC layers the ℓ1
+    weight ``lam``, in place (``None``: unchanged).
+
+    ``n_iter`` applies to an :class:`~mlcsc.MLCSC` encoder, or else to every
+    :class:`~mlcsc.nn.CSCConv2d` inside the encoder (a ``model=resnet18_csc`` network);
+    ``lam`` to every ``CSCConv2d`` (an ``MLCSC``'s thresholds are learned, not set).
+
+    Args:
+        encoder: the classifier's encoder.
+        n_iter: pursuit iterations, ``≥ 0``.
+        lam: ℓ1 weight of the CSC layers, ``≥ 0``.
+
+    Raises:
+        ConfigError: a value the layers refuse, or an encoder with nothing to apply it to.
+
+    Examples:
+        >>> from mlcsc.nn import CIFARResNet18
+        >>> twin = CIFARResNet18(3, csc=True, lam=0.1, n_iter=1)
+        >>> set_unrolling(twin, n_iter=3, lam=0.5)
+        >>> {(m.n_iter, m.lam) for m in twin.modules() if isinstance(m, CSCConv2d)}
+        {(3, 0.5)}
+        >>> set_unrolling(CIFARResNet18(3), n_iter=3)
+        Traceback (most recent call last):
+        ...
+        mlcsc.errors.ConfigError: n_iter applies to an mlcsc.MLCSC encoder or to CSCConv2d layers; this encoder (CIFARResNet18) has neither
+    """  # noqa: E501
+    layers = [module for module in encoder.modules() if isinstance(module, CSCConv2d)]
+    try:
+        if n_iter is not None:
+            if isinstance(encoder, MLCSC):
+                encoder.n_iter = n_iter
+            elif layers:
+                for layer in layers:
+                    layer.n_iter = n_iter
+            else:
+                raise ConfigError(
+                    f"n_iter applies to an mlcsc.MLCSC encoder or to CSCConv2d layers; this "
+                    f"encoder ({type(encoder).__name__}) has neither"
+                )
+        if lam is not None:
+            if not layers:
+                raise ConfigError(
+                    f"lam applies to CSCConv2d layers; this encoder ({type(encoder).__name__}) "
+                    "has none"
+                )
+            for layer in layers:
+                layer.lam = lam
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def encoder_label(encoder: nn.Module) -> str:
+    """A short name of an encoder for tables: ``"ml_fista (T=6)"`` for an
+    :class:`~mlcsc.MLCSC`, the class with its CSC layers' λ and T for a network of
+    :class:`~mlcsc.nn.CSCConv2d` layers, else the class name.
+
+    Examples:
+        >>> from mlcsc.nn import CIFARResNet18
+        >>> encoder_label(CIFARResNet18(3, csc=True, lam=0.2, n_iter=2)), encoder_label(CIFARResNet18(3))
+        ('CIFARResNet18 (CSC λ=0.2, T=2)', 'CIFARResNet18')
+    """  # noqa: E501
+    if isinstance(encoder, MLCSC):
+        return f"{encoder.pursuit} (T={encoder.n_iter})"
+    layers = [module for module in encoder.modules() if isinstance(module, CSCConv2d)]
+    if layers:
+        return f"{type(encoder).__name__} (CSC λ={layers[0].lam:g}, T={layers[0].n_iter})"
+    return type(encoder).__name__
+
+
+def load_classifier(
+    ckpt: str, n_iter: int | None = None, lam: float | None = None
+) -> ClassificationModule:
     """Rebuild a trained classifier from its checkpoint (safely loaded), optionally re-unrolled
     ``n_iter`` times, in evaluation mode.
 
@@ -37,7 +112,8 @@ def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModul
 
     Args:
         ckpt: path of a checkpoint of ``task=classification`` (``checkpoints/*.ckpt`` of a run).
-        n_iter: pursuit iterations to use (``None``: as trained).
+        n_iter: pursuit iterations to use (``None``: as trained; see :func:`set_unrolling`).
+        lam: ℓ1 weight of the encoder's CSC layers (``None``: as trained).
 
     Returns:
         The rebuilt :class:`~mlcsc.training.ClassificationModule`, in evaluation mode, on the CPU;
@@ -46,7 +122,7 @@ def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModul
     Raises:
         CheckpointError: missing, unreadable, not a classification checkpoint, or weights that do
             not fit the model it records.
-        ConfigError: an ``n_iter`` the encoder refuses.
+        ConfigError: an ``n_iter`` or ``lam`` the encoder refuses.
 
     Examples:
         A small untrained classifier saved as training saves it, then loaded back with more
@@ -90,11 +166,7 @@ def load_classifier(ckpt: str, n_iter: int | None = None) -> ClassificationModul
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {ckpt} does not match its model: {first}") from None
-    if n_iter is not None:
-        try:
-            module.encoder.n_iter = n_iter
-        except (ValueError, AttributeError) as error:
-            raise ConfigError(str(error)) from None
+    set_unrolling(module.encoder, n_iter, lam)
     return module.eval()
 
 
@@ -188,7 +260,7 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not ckpt:
         raise ConfigError("evaluate needs a checkpoint: ckpt=path/to/file.ckpt")
     split = config_split(config)
-    module = load_classifier(ckpt, config.get("n_iter"))
+    module = load_classifier(ckpt, config.get("n_iter"), config.get("lam"))
     _, loader = evaluation_data(config, module)
     trainer = instantiate(config["trainer"], "trainer", logger=False, enable_checkpointing=False)
     results = trainer.test(module, dataloaders=loader, verbose=False)

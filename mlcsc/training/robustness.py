@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from mlcsc.errors import ConfigError
 from mlcsc.reporting import format_table, group_rows, new_figure, save_figure, write_csv
 from mlcsc.training.checkpoint_io import load_checkpoint
-from mlcsc.training.evaluation import evaluation_data, load_classifier
+from mlcsc.training.evaluation import encoder_label, evaluation_data, load_classifier
 from mlcsc.training.instantiate import plain
 
 __all__ = [
@@ -280,8 +280,8 @@ def run_robustness(cfg: Mapping[str, Any]) -> dict[str, Any]:
         load_checkpoint(path)
     modules = {}
     for path in ckpts:
-        module = load_classifier(path, config.get("n_iter"))
-        label = f"{module.encoder.pursuit} (T={module.encoder.n_iter})"
+        module = load_classifier(path, config.get("n_iter"), config.get("lam"))
+        label = encoder_label(module.encoder)
         if label in modules:
             label = f"{label} {Path(path).stem}"
         modules[label] = module

@@ -7,8 +7,9 @@ import torch
 from composing import compose_config
 from data_files import write_cifar10_files
 
+from mlcsc.errors import ConfigError
 from mlcsc.nn import CIFARResNet18, CSCConv2d
-from mlcsc.training import load_checkpoint, train
+from mlcsc.training import load_checkpoint, load_classifier, train
 
 pytest.importorskip("torchvision")
 
@@ -34,6 +35,17 @@ def test_resnet_configs_train_on_cifar_files(tmp_path, model, single_thread):
     weights = checkpoint["state_dict"]
     csc = any(".coder.dictionaries." in name for name in weights)
     assert csc == (model == "resnet18_csc")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    if csc:  # λ raised and more steps at test time, as evaluate.py lam=… n_iter=… does
+        module = load_classifier(str(last), n_iter=3, lam=0.4)
+        layers = [m for m in module.encoder.modules() if isinstance(m, CSCConv2d)]
+        assert len(layers) == 20
+        assert all(m.n_iter == 3 and m.lam == pytest.approx(0.4) for m in layers)
+        with pytest.raises(ConfigError, match="lam"):
+            load_classifier(str(last), lam=-1.0)
+    else:
+        with pytest.raises(ConfigError, match="n_iter applies to an mlcsc.MLCSC encoder"):
+            load_classifier(str(last), n_iter=3)
 
 
 def test_the_csc_twin_has_the_convolutional_models_shapes():
