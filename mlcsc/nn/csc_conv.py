@@ -200,7 +200,9 @@ def replace_conv2d(
     padding and bias flag, on its device and in its dtype, with new dictionary atoms;
     ``csc_kwargs`` (``lam``, ``n_iter``, ``nonnegative``) go to every new layer. A convolution
     the layer cannot represent (groups, dilation, a non-zero padding mode, ``padding="same"``,
-    a non-square kernel, stride or padding) is left in place with a warning naming it.
+    a non-square kernel, stride or padding) is left in place with a warning naming it. Only
+    modules of type ``nn.Conv2d`` itself are replaced: a subclass may change what its forward
+    computes, so it is left as it is.
 
     Args:
         model: any ``nn.Module``.
