@@ -1,12 +1,16 @@
 """Cost of the CSC twin of the CIFAR ResNet-18 against its convolutional model.
 
 For the CIFAR ResNet-18 (`model=resnet18`) and its twin with every convolution a `CSCConv2d`
-(`model=resnet18_csc`) at several `n_iter`, prints the multiply-adds per image that torch's
+(`model=resnet18_csc`) at several `n_iter`, and for the variant whose last stage is one
+four-layer ML-CSC pursuit (`model=resnet18_mlcsc`: ML-FISTA over the stage's convolutions in
+place of its two residual blocks), prints the multiply-adds per image that torch's
 `FlopCounterMode` counts in one forward pass, their ratio to the ResNet's, and the median time
 of one training step (forward, cross-entropy on a linear head, backward, SGD) and of inference,
 each pair timed in turns in one process. A CSC layer with T FISTA steps applies its dictionary
 1 + 2T times (Dᵀx, then DΓ and Dᵀ(·) per step), so the convolution count alone predicts
-about (1 + 2T)× the ResNet. Inference is timed with the weights fixed: the first evaluation
+about (1 + 2T)× the ResNet; an ML-FISTA stage of K = 4 layers runs K + 2KT stage-sized
+operators (layered thresholding, then 2K per iteration), (1 + 2T)× the stage's convolutions.
+Inference is timed with the weights fixed: the first evaluation
 after a training step re-estimates every layer's step norm to convergence (once per weight
 change, as after each epoch).
 
@@ -49,6 +53,10 @@ def main() -> None:
     models = {"ResNet-18": CIFARResNet18(3)}
     for n_iter in args.n_iter:
         models[f"CSC twin, T = {n_iter}"] = CIFARResNet18(3, csc=True, lam=0.1, n_iter=n_iter)
+    for n_iter in args.n_iter:
+        models[f"ML-CSC stage 4, T = {n_iter}"] = CIFARResNet18(
+            3, mlcsc_stages=[4], lam=0.1, n_iter=n_iter, nonnegative=True
+        )
     heads = {name: nn.Linear(512, 10) for name in models}
     optimizers = {
         name: torch.optim.SGD([*net.parameters(), *heads[name].parameters()], lr=0.01)
@@ -96,7 +104,8 @@ def main() -> None:
             f"{median[name, 'infer'] / median[base, 'infer']:.2f}×",
         ])  # fmt: skip
     table(
-        f"CIFAR ResNet-18 and its CSC twin, batch {args.batch}, {args.threads} thread(s), "
+        f"CIFAR ResNet-18, its CSC twin and an ML-CSC last stage, batch {args.batch}, "
+        f"{args.threads} thread(s), "
         f"{cpu_model()}, torch {torch.__version__}; medians of {args.repeats}",
         ["model", "MACs/image", "MAC ratio", "train step", "ratio", "inference", "ratio"],
         rows,

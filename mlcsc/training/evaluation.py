@@ -32,9 +32,10 @@ def set_unrolling(encoder: nn.Module, n_iter: int | None = None, lam: float | No
     """Unroll a trained encoder's pursuits ``n_iter`` times and give its CSC layers the ℓ1
     weight ``lam``, in place (``None``: unchanged).
 
-    ``n_iter`` applies to an :class:`~mlcsc.MLCSC` encoder, or else to every
-    :class:`~mlcsc.nn.CSCConv2d` inside the encoder (a ``model=resnet18_csc`` network);
-    ``lam`` to every ``CSCConv2d`` (an ``MLCSC``'s thresholds are learned, not set).
+    ``n_iter`` applies to every pursuit in the encoder: an :class:`~mlcsc.MLCSC` encoder, the
+    :class:`~mlcsc.MLCSC` stages of a ``model=resnet18_mlcsc`` network and every
+    :class:`~mlcsc.nn.CSCConv2d` (a ``model=resnet18_csc`` network); ``lam`` to every
+    ``CSCConv2d`` (an ``MLCSC``'s thresholds are learned, not set).
 
     Args:
         encoder: the classifier's encoder.
@@ -53,20 +54,19 @@ def set_unrolling(encoder: nn.Module, n_iter: int | None = None, lam: float | No
         >>> set_unrolling(CIFARResNet18(3), n_iter=3)
         Traceback (most recent call last):
         ...
-        mlcsc.errors.ConfigError: n_iter applies to an mlcsc.MLCSC encoder or to CSCConv2d layers; this encoder (CIFARResNet18) has neither
+        mlcsc.errors.ConfigError: n_iter applies to mlcsc.MLCSC pursuits and CSCConv2d layers; this encoder (CIFARResNet18) has none
     """  # noqa: E501
     layers = [module for module in encoder.modules() if isinstance(module, CSCConv2d)]
+    pursuits = [module for module in encoder.modules() if isinstance(module, MLCSC)]
     try:
         if n_iter is not None:
-            if isinstance(encoder, MLCSC):
-                encoder.n_iter = n_iter
-            elif layers:
-                for layer in layers:
-                    layer.n_iter = n_iter
+            if pursuits:  # a CSCConv2d's pursuit is a one-layer MLCSC
+                for pursuit in pursuits:
+                    pursuit.n_iter = n_iter
             else:
                 raise ConfigError(
-                    f"n_iter applies to an mlcsc.MLCSC encoder or to CSCConv2d layers; this "
-                    f"encoder ({type(encoder).__name__}) has neither"
+                    f"n_iter applies to mlcsc.MLCSC pursuits and CSCConv2d layers; this "
+                    f"encoder ({type(encoder).__name__}) has none"
                 )
         if lam is not None:
             if not layers:
@@ -83,19 +83,26 @@ def set_unrolling(encoder: nn.Module, n_iter: int | None = None, lam: float | No
 def encoder_label(encoder: nn.Module) -> str:
     """A short name of an encoder for tables: ``"ml_fista (T=6)"`` for an
     :class:`~mlcsc.MLCSC`, the class with its CSC layers' λ and T for a network of
-    :class:`~mlcsc.nn.CSCConv2d` layers, else the class name.
+    :class:`~mlcsc.nn.CSCConv2d` layers and with its ML-CSC pursuits' T for a network holding
+    :class:`~mlcsc.MLCSC` modules, else the class name.
 
     Examples:
         >>> from mlcsc.nn import CIFARResNet18
         >>> encoder_label(CIFARResNet18(3, csc=True, lam=0.2, n_iter=2)), encoder_label(CIFARResNet18(3))
         ('CIFARResNet18 (CSC λ=0.2, T=2)', 'CIFARResNet18')
+        >>> encoder_label(CIFARResNet18(3, mlcsc_stages=[3, 4], n_iter=1))
+        'CIFARResNet18 (ML-CSC ml_fista, T=1)'
     """  # noqa: E501
     if isinstance(encoder, MLCSC):
         return f"{encoder.pursuit} (T={encoder.n_iter})"
     layers = [module for module in encoder.modules() if isinstance(module, CSCConv2d)]
+    name = type(encoder).__name__
     if layers:
-        return f"{type(encoder).__name__} (CSC λ={layers[0].lam:g}, T={layers[0].n_iter})"
-    return type(encoder).__name__
+        return f"{name} (CSC λ={layers[0].lam:g}, T={layers[0].n_iter})"
+    pursuits = [module for module in encoder.modules() if isinstance(module, MLCSC)]
+    if pursuits:
+        return f"{name} (ML-CSC {pursuits[0].pursuit}, T={pursuits[0].n_iter})"
+    return name
 
 
 def load_classifier(
