@@ -49,7 +49,8 @@ from bench_utils import (  # benchmarks/ is the script's directory
 )
 
 from mlcsc import ConvDictionary, DenseDictionary
-from mlcsc.pursuit import bp_objective, fista, omp
+from mlcsc.pursuit import bp_objective, fista, omp, omp_kernel
+from mlcsc.pursuit.batch_omp import batch_omp
 
 TARGET = 1e-4  # relative objective gap that counts as "converged" for the BP comparisons
 
@@ -72,6 +73,22 @@ def omp_benchmark(args, spams, notes: list[str]) -> None:
     t64, c64 = timed(lambda: omp(dense64, y, k=k), args.repeats)
     t32, c32 = timed(lambda: omp(dense32, y32, k=k), args.repeats)
     codes["mlcsc omp float64"], codes["mlcsc omp float32"] = c64.numpy(), c32.double().numpy()
+    times = {"mlcsc omp float64": t64, "mlcsc omp float32": t32}
+    if omp_kernel.numba is not None:  # omp() ran the compiled kernel: time the tensor kernel too
+        for dtype, name in ((torch.float64, "float64"), (torch.float32, "float32")):
+            label = f"mlcsc omp {name}, tensor kernel"
+            matrix, signals = weight.to(dtype), y.to(dtype)
+            times[label], sparse = timed(
+                lambda m=matrix, s=signals: batch_omp(m, s, k, None, compiled=False), args.repeats
+            )
+            codes[label] = sparse.to_dense(m).double().numpy()
+        notes.append(
+            f"mlcsc omp runs the compiled Batch-OMP kernel (Numba {omp_kernel.numba.__version__}, "
+            f"{torch.get_num_threads()} threads); 'tensor kernel' rows: the same iterations as "
+            "batched tensor operations (what runs without Numba and on GPUs)."
+        )
+    else:
+        notes.append("Numba is not installed: mlcsc omp runs the tensor kernel.")
 
     d = weight.numpy()
     gram, xy = d.T @ d, d.T @ y.numpy().T  # precomputed, not timed
@@ -84,11 +101,7 @@ def omp_benchmark(args, spams, notes: list[str]) -> None:
     sklearn_repeats = max(1, min(args.repeats, 2))
     t_sk, c_sk = timed(sklearn_omp, sklearn_repeats)
     codes["scikit-learn orthogonal_mp_gram"] = np.asarray(c_sk).T
-    times = {
-        "mlcsc omp float64": t64,
-        "mlcsc omp float32": t32,
-        "scikit-learn orthogonal_mp_gram": t_sk,
-    }
+    times["scikit-learn orthogonal_mp_gram"] = t_sk
     if isinstance(spams, Exception):
         notes.append(f"SPAMS skipped: import failed ({spams!r}).")
     else:

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.pursuit import omp_kernel
+
 __all__ = ["SparseCodes", "batch_omp"]
 
 # The N × N Gram matrix is precomputed up to this many entries (128 MB in float64); beyond, its
@@ -53,6 +55,9 @@ _CORRELATION_RTOL = 10.0
 _CHUNK_ENTRIES = 1 << 20
 # Precision of the correlations used to select the atoms (see _greedy).
 _FAST = torch.float32
+# Whether batch_omp(compiled=None) runs the compiled CPU kernel where it can (omp_kernel); set
+# to False to run the tensor kernel everywhere.
+USE_COMPILED = True
 
 
 class SparseCodes(NamedTuple):
@@ -96,17 +101,43 @@ class SparseCodes(NamedTuple):
         return out.scatter_(1, index, self.values)[:, :size]
 
 
-def batch_omp(matrix: Tensor, signals: Tensor, k: int | None, tol: float | None) -> SparseCodes:
+def batch_omp(
+    matrix: Tensor,
+    signals: Tensor,
+    k: int | None,
+    tol: float | None,
+    compiled: bool | None = None,
+) -> SparseCodes:
     """OMP of ``(B, n)`` signals against an explicit ``(n, N)`` matrix (see the module
     docstring), stopping after ``k`` atoms (at most ``min(n, N)``) or at ``‖r‖₂ ≤ tol``; the
-    inputs are not checked (:func:`~mlcsc.pursuit.omp` does)."""
+    inputs are not checked (:func:`~mlcsc.pursuit.omp` does).
+
+    ``compiled``: run the greedy loop in the compiled CPU kernel
+    (:mod:`mlcsc.pursuit.omp_kernel`, same codes) — ``None``: wherever it can run (Numba
+    installed, CPU, float32/float64, a Gram matrix small enough to store) unless the module's
+    ``USE_COMPILED`` is false; ``False``: the tensor kernel; ``True``: the compiled one, a
+    ``RuntimeError`` where it cannot run."""
     n, n_atoms = matrix.shape
     batch = signals.shape[0]
     steps = min(n, n_atoms) if k is None else min(k, n, n_atoms)
     norms = matrix.norm(dim=0)
     scale = torch.where(norms > 0, norms, torch.ones_like(norms))  # zero columns: never chosen
     unit = matrix / scale
-    if n_atoms * n_atoms <= _MAX_GRAM_ENTRIES:
+    explicit = n_atoms * n_atoms <= _MAX_GRAM_ENTRIES
+    can_compile = explicit and omp_kernel.available(matrix, signals)
+    if compiled and not can_compile:
+        raise RuntimeError(
+            "the compiled OMP kernel needs Numba, CPU tensors in float32/float64 and at most "
+            f"{int(_MAX_GRAM_ENTRIES**0.5)} atoms; got {signals.dtype} on {signals.device} "
+            f"with {n_atoms} atoms"
+        )
+    if can_compile and (compiled or (compiled is None and USE_COMPILED)):
+        gram_matrix = unit.T @ unit
+        indices, values, counts = omp_kernel.greedy(
+            gram_matrix, signals @ unit, signals, steps, tol
+        )
+        return SparseCodes(indices, values / scale[indices.clamp_min(0)], counts)
+    if explicit:
         gram: _Gram = _ExplicitGram(unit)
     else:
         gram = _ImplicitGram(unit)

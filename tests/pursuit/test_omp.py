@@ -20,6 +20,16 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 kernel = importlib.import_module("mlcsc.pursuit.batch_omp")  # the Batch-OMP internals
 
 
+@pytest.fixture(autouse=True, params=["compiled", "tensor"])
+def omp_kernel(request, monkeypatch):
+    """Every test runs with the compiled CPU kernel (where Numba is installed) and with the
+    tensor kernel."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(kernel, "USE_COMPILED", request.param == "compiled")
+    return request.param
+
+
 def _unit_dense(n: int, m: int, seed: int, dtype=torch.float64) -> DenseDictionary:
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(n, m, dtype=torch.float64, generator=generator)
