@@ -44,6 +44,7 @@ from mlcsc.nn import MLCSC
 from mlcsc.pursuit.multilayer import multilayer_bp_objective
 from mlcsc.training.encoder import build_encoder
 from mlcsc.training.linear_probe import linear_probe
+from mlcsc.training.optim import lightning_optimizers
 from mlcsc.training.task import EncoderTask, code_statistics
 
 __all__ = ["UnsupervisedMLCSCModule", "dictionary_sparsity"]
@@ -121,6 +122,14 @@ class UnsupervisedMLCSCModule(EncoderTask):
             resuming from a checkpoint.
         init_sparsity: non-zeros of each deeper filter's code at ``init="data"``.
         init_samples: training signals ``init="data"`` reads.
+        init_restarts: ``init="data"`` starts to try (``1``: one). Alternating minimisation
+            ends in local minima that depend on the start; with several, each start is
+            followed by ``init_restart_epochs`` passes of the alternation over the
+            ``init_samples`` signals (a pursuit per batch of up to 256, then
+            ``dictionary_steps`` steps of the configured optimizer at its initial learning
+            rate), and training continues from the one with the lowest objective on them —
+            the restarts of k-means (``n_init``), applied to dictionary learning.
+        init_restart_epochs: passes of the alternation per start when ``init_restarts > 1``.
         dictionary_steps: optimizer steps on the dictionaries per pursuit: each training batch's
             codes are found once with the current dictionaries and held fixed for this many
             gradient steps (each followed by the projection), as in Sulam et al.'s alternating
@@ -202,6 +211,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
         init: str = "random",
         init_sparsity: int = 7,
         init_samples: int = 4000,
+        init_restarts: int = 1,
+        init_restart_epochs: int = 10,
         replace_rare: int = 0,
         dictionary_steps: int = 1,
         probe: bool = True,
@@ -239,6 +250,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
         self.init_samples = init_samples
         try:
             self.replace_rare = check_int("replace_rare", replace_rare, 0)
+            self.init_restarts = check_int("init_restarts", init_restarts, 1)
+            self.init_restart_epochs = check_int("init_restart_epochs", init_restart_epochs, 0)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         try:
@@ -311,13 +324,51 @@ class UnsupervisedMLCSCModule(EncoderTask):
         ``init_sparsity``-sparse codes of signal windows over the layers below
         (:func:`~mlcsc.learning.mlcsc_initialization.initialize_from_data_`; random draws from
         ``generator``, torch's global one when ``None``), then projected as after every step.
+        With ``init_restarts > 1``, that many starts (successive draws from ``generator``),
+        each followed by ``init_restart_epochs`` passes of the alternation; the encoder keeps
+        the one with the lowest objective on these signals.
         """
         self.encoder.validate_input(x)
-        initialize_from_data_(
-            self.encoder, x[: self.init_samples], self.init_sparsity, generator,
-            nonnegative=self.nonnegative,
-        )  # fmt: skip
-        self._project_()
+        x = x[: self.init_samples]
+        best, best_state = None, None
+        for _ in range(self.init_restarts):
+            initialize_from_data_(
+                self.encoder, x, self.init_sparsity, generator, nonnegative=self.nonnegative
+            )
+            self._project_()
+            # new dictionaries: the step norms converge again (tracking assumes small moves)
+            self.encoder.refresh_lipschitz(x.shape[-2:])
+            if self.init_restarts == 1:
+                return
+            value = self._alternate(x, self.init_restart_epochs)
+            if best is None or value < best:
+                best = value
+                best_state = {k: v.clone() for k, v in self.encoder.state_dict().items()}
+        self.encoder.load_state_dict(best_state)
+
+    def _alternate(self, x: Tensor, epochs: int, batch_size: int = 256) -> float:
+        """``epochs`` passes of the alternation over ``x`` (per batch: the pursuit, then
+        ``dictionary_steps`` projected steps of a fresh instance of the configured optimizer,
+        codes held fixed); returns the objective on ``x`` afterwards."""
+        was_training = self.training
+        self.train()
+        optimizer = lightning_optimizers(self.trainable_parameters(), self.optimizer_config)
+        for _ in range(epochs):
+            for batch in x.split(batch_size):
+                with torch.no_grad():
+                    codes = self(batch)
+                for _ in range(self.dictionary_steps):
+                    optimizer.zero_grad()
+                    with torch.enable_grad():
+                        self.objective(batch, codes)[0].backward()
+                    optimizer.step()
+                    self._project_()
+        optimizer.zero_grad(set_to_none=True)
+        self.eval()  # the objective with converged step norms
+        with torch.no_grad():
+            total = sum(float(self.objective(b)[0]) * len(b) for b in x.split(batch_size))
+        self.train(was_training)
+        return total / len(x)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """The model's codes ``[Γ₁, …, Γ_K]``: ``Γ_K`` from the pursuit and ``Γ_{i−1} = D_iΓ_i``."""

@@ -130,6 +130,32 @@ def test_init_data_builds_every_layer_from_the_training_digits_before_fitting():
     assert torch.allclose(d1.atom_norms(), torch.ones(6))
 
 
+def test_init_restarts_keep_the_start_with_the_lowest_objective_after_alternating():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 1, 13, 13, generator=generator)
+    model = mlcsc_model(layers=[[4, 5, 1, 0], [6, 5, 1, 0]], pursuit="ml_fista", n_iter=20)
+    sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
+    options = dict(lambdas=0.05, filter_density=[None, 0.05], init="data", init_sparsity=2,
+                   dictionary_steps=2, nonnegative=[False, True])  # fmt: skip
+    restarted = UnsupervisedMLCSCModule(
+        model, 1, (13, 13), sgd, init_restarts=3, init_restart_epochs=2, **options
+    )
+    restarted.initialize_from_data_(x, torch.Generator().manual_seed(1))
+    # the same three starts one at a time: each consumes the same draws of the generator
+    single = UnsupervisedMLCSCModule(model, 1, (13, 13), sgd, **options)
+    draws, values, states = torch.Generator().manual_seed(1), [], []
+    for _ in range(3):
+        single.initialize_from_data_(x, draws)
+        values.append(single._alternate(x, 2, batch_size=256))
+        states.append([d.weight.detach().clone() for d in single.encoder.dictionaries])
+    assert len(set(values)) == 3  # three different starts
+    assert max(values) < 0.5 * x.pow(2).flatten(1).sum(1).mean()  # below the zero codes' ½‖x‖²
+    best = min(range(3), key=values.__getitem__)
+    for kept, expected in zip(restarted.encoder.dictionaries, states[best], strict=True):
+        torch.testing.assert_close(kept.weight.detach(), expected)
+    assert restarted._alternate(x, 0) == pytest.approx(values[best], rel=1e-5)
+
+
 def test_objective_is_the_multilayer_bp_objective_of_the_pursuit_codes():
     torch.manual_seed(0)
     x = torch.randn(4, 2, 15, 15)
@@ -250,6 +276,8 @@ def test_initialisation_from_patches_copies_normalised_signal_patches():
         ("task.nonnegative=[true,false]", "nonnegative needs one value per layer \\(3\\), got 2"),
         ("task.nonnegative=yes", "nonnegative must be True or False, got 'yes'"),
         ("task.replace_rare=-1", "replace_rare must be"),
+        ("task.init_restarts=0", "init_restarts must be"),
+        ("task.init_restart_epochs=-1", "init_restart_epochs must be"),
     ],
 )
 def test_invalid_unsupervised_config_fails_before_training(tmp_path, override, message):
