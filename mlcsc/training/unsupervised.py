@@ -140,6 +140,12 @@ class UnsupervisedMLCSCModule(EncoderTask):
             ``init="data"``, from one of the epoch's worst-reconstructed training signals (the
             ``init_sparsity``-sparse code of its window over the layers below), as K-SVD
             replaces unused atoms (0: never).
+        replace_coherent: at the same moments, each deepest atom whose effective atom
+            (``D₁⋯D_Kd``, normalised) correlates at least this much with another's at some
+            shift, ``|⟨a_i, shift(a_j)⟩| ≥ replace_coherent``, is rebuilt the same way — the
+            less used one of each such pair: K-SVD's clearing of near-duplicate atoms
+            (Aharon, Elad & Bruckstein 2006), with shifts, since in a convolutional model a
+            shifted copy codes nothing new (``None``: never).
         probe: after training, fit a linear classifier on the frozen deepest codes
             (:func:`~mlcsc.training.linear_probe.linear_probe`).
         probe_iterations: L-BFGS iterations of the probe.
@@ -214,6 +220,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         init_restarts: int = 1,
         init_restart_epochs: int = 10,
         replace_rare: int = 0,
+        replace_coherent: float | None = None,
         dictionary_steps: int = 1,
         probe: bool = True,
         probe_iterations: int = 100,
@@ -250,6 +257,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
         self.init_samples = init_samples
         try:
             self.replace_rare = check_int("replace_rare", replace_rare, 0)
+            self.replace_coherent = (
+                None
+                if replace_coherent is None
+                else check_number("replace_coherent", replace_coherent, 0.0, 1.0, low_open=True)
+            )
             self.init_restarts = check_int("init_restarts", init_restarts, 1)
             self.init_restart_epochs = check_int("init_restart_epochs", init_restart_epochs, 0)
         except ValueError as error:
@@ -397,7 +409,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
         with torch.no_grad():
             error = (x - reconstruction).flatten(1).norm(dim=1)
             relative = error / x.flatten(1).norm(dim=1).clamp_min(1e-12)
-        if self.training and self.replace_rare and pursued:
+        if self.training and self._replaces and pursued:
             self._track_usage(x, codes[-1], relative)
         return objective.mean(), data_term.mean().detach(), codes, relative.mean()
 
@@ -456,10 +468,39 @@ class UnsupervisedMLCSCModule(EncoderTask):
         keep = errors.topk(min(len(errors), len(usage))).indices
         self._worst = (errors[keep], signals[keep])
 
+    @property
+    def _replaces(self) -> bool:
+        return bool(self.replace_rare) or self.replace_coherent is not None
+
+    @torch.no_grad()
+    def coherent_atoms(self, usage: Tensor | None = None) -> Tensor:
+        """Indices of the deepest atoms that ``replace_coherent`` rebuilds: going through the
+        atoms from the most used (``usage``; by default in index order), each one whose
+        effective atom correlates at least ``replace_coherent`` at some shift with an atom
+        kept before it."""
+        if self.replace_coherent is None:
+            return torch.zeros(0, dtype=torch.long)
+        atoms = self.encoder.effective_atoms(self.encoder.num_layers).detach()
+        norms = atoms.flatten(1).norm(dim=1).clamp_min(1e-12)
+        unit = atoms / norms.view(-1, 1, 1, 1)
+        size = unit.shape[-1] - 1
+        # |⟨a_i, shift(a_j)⟩| for every shift: one correlation of every atom with every atom
+        correlation = F.conv2d(F.pad(unit, (size, size, size, size)), unit)
+        coherence = correlation.abs().flatten(2).amax(2)  # (m, m)
+        order = torch.arange(len(unit)) if usage is None else usage.argsort(descending=True)
+        kept, coherent = [], []
+        for atom in order.tolist():
+            if kept and bool((coherence[atom, kept] >= self.replace_coherent).any()):
+                coherent.append(atom)
+            else:
+                kept.append(atom)
+        return torch.tensor(sorted(coherent), dtype=torch.long)
+
     @torch.no_grad()
     def _replace_rare_atoms(self) -> int:
-        """Rebuild the deepest atoms used fewer than ``replace_rare`` times (see ``__init__``);
-        the same on every process (counts summed, the windows of process 0). Returns how many."""
+        """Rebuild the deepest atoms used fewer than ``replace_rare`` times and those
+        :meth:`coherent_atoms` names (see ``__init__``); the same on every process (counts
+        summed, the windows of process 0). Returns how many."""
         usage, worst = self._usage, self._worst
         self._reset_usage()
         if usage is None or worst is None:
@@ -468,6 +509,8 @@ class UnsupervisedMLCSCModule(EncoderTask):
         if strategy is not None and self.trainer.world_size > 1:
             usage = strategy.reduce(usage.float(), reduce_op="sum")
         rare = (usage < self.replace_rare).nonzero().flatten()
+        coherent = self.coherent_atoms(usage.cpu()).to(rare.device)
+        rare = torch.cat([rare, coherent[~torch.isin(coherent, rare)]])
         depth = self.encoder.num_layers - 1
         size = window_size(self.encoder, depth)
         # one window per signal, the worst-reconstructed first: its highest-energy window
@@ -484,11 +527,12 @@ class UnsupervisedMLCSCModule(EncoderTask):
                 self.nonnegative[depth],
             )  # fmt: skip
             self._project_()
+            self.encoder.refresh_lipschitz(signals.shape[-2:])  # new atoms: converge again
         return len(rare)
 
     def on_train_epoch_end(self) -> None:
         last = self.trainer.max_epochs or 0
-        if self.replace_rare and (last <= 0 or self.current_epoch < last - 1):
+        if self._replaces and (last <= 0 or self.current_epoch < last - 1):
             replaced = self._replace_rare_atoms()
             self.log_epoch_values({f"dictionary/layer{self.encoder.num_layers}_replaced": replaced})
         self._reset_usage()

@@ -68,3 +68,35 @@ def test_no_replacement_without_the_option_or_outside_training():
 def test_negative_replace_rare_is_refused():
     with pytest.raises(ConfigError, match="replace_rare"):
         UnsupervisedMLCSCModule(MODEL, 1, (7, 7), ADAM, replace_rare=-1)
+
+
+def test_shifted_copies_of_a_molecule_are_coherent_and_the_less_used_is_rebuilt():
+    torch.manual_seed(0)
+    module = UnsupervisedMLCSCModule(
+        MODEL, 1, (7, 7), ADAM, lambdas=0.0, nonnegative=True, replace_coherent=0.99,
+        init_sparsity=3,
+    ).train()  # fmt: skip
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        d2 = module.encoder.dictionaries[1].weight
+        d2.copy_(torch.rand(d2.shape, generator=generator))
+        d2[0] = 0.0
+        d2[0, :, 1:4, 1:3] = torch.rand(4, 3, 2, generator=generator)  # inside the kernel
+        d2[3] = torch.roll(d2[0], shifts=(1, 2), dims=(1, 2))  # molecule 0, shifted
+        module._project_()
+    assert module.coherent_atoms().tolist() == [3]  # in index order, 0 comes first
+    usage = torch.tensor([1, 5, 5, 9, 5, 5])
+    assert module.coherent_atoms(usage).tolist() == [0]  # the less used of the pair
+    before = d2.detach().clone()
+    signals = torch.rand(8, 1, 7, 7, generator=generator)
+    module.objective(signals)  # counts uses and keeps the worst-reconstructed signals
+    module._usage = usage
+    assert module._replace_rare_atoms() == 1
+    changed = ~torch.isclose(d2.detach(), before, atol=1e-6).flatten(1).all(1)
+    assert changed.tolist() == [True, False, False, False, False, False]
+    assert module.coherent_atoms(usage).numel() == 0  # no near-duplicates left
+
+
+def test_replace_coherent_outside_zero_to_one_is_refused():
+    with pytest.raises(ConfigError, match="replace_coherent"):
+        UnsupervisedMLCSCModule(MODEL, 1, (7, 7), ADAM, replace_coherent=1.5)

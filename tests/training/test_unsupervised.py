@@ -277,6 +277,7 @@ def test_initialisation_from_patches_copies_normalised_signal_patches():
         ("task.nonnegative=yes", "nonnegative must be True or False, got 'yes'"),
         ("task.replace_rare=-1", "replace_rare must be"),
         ("task.init_restarts=0", "init_restarts must be"),
+        ("task.replace_coherent=0", "replace_coherent must be"),
         ("task.init_restart_epochs=-1", "init_restart_epochs must be"),
     ],
 )
