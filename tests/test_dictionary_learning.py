@@ -48,8 +48,10 @@ EPOCHS = 120
 
 def learner() -> UnsupervisedMLCSCModule:
     """Twice the planted atoms and molecules, started from the data (``init="data"``: D₁ by
-    k-means of patches, D₂ as 3-sparse codes of windows over D₁); per pursuit (ML-FISTA, 100
-    iterations), ten SGD steps on the dictionaries."""
+    k-means of patches, D₂ as 3-sparse codes of windows over D₁; four starts, each alternated
+    for ten epochs, training from the lowest objective); per pursuit (ML-FISTA, 100
+    iterations), ten SGD steps on the dictionaries; after every epoch, molecules never used or
+    near-duplicates of another (a shifted copy) are rebuilt from the worst-fitted signals."""
     model = {
         "_target_": "mlcsc.MLCSC",
         "layers": [[6, 5, 1, 0], [16, 5, 1, 0]],
@@ -63,21 +65,21 @@ def learner() -> UnsupervisedMLCSCModule:
         {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "_partial_": True,
          "T_max": EPOCHS},
         lambdas=0.03, filter_density=[None, 0.02], nonnegative=[False, True],
-        init="data", init_sparsity=3, dictionary_steps=10, probe=False,
+        init="data", init_sparsity=3, init_restarts=4, init_restart_epochs=10,
+        dictionary_steps=10, replace_rare=1, replace_coherent=0.95, probe=False,
     )  # fmt: skip
 
 
 @pytest.mark.slow
-def test_learning_recovers_the_planted_first_layer_atoms(single_thread):
-    """Trainer.fit on the shipped module from a data-driven start.
+@pytest.mark.parametrize("seed", range(10))
+def test_learning_recovers_every_planted_first_layer_atom(seed, single_thread):
+    """Trainer.fit on the shipped module from a data-driven start, on ten planted models.
 
-    Measured over seeds: on most draws every planted atom is found above 0.97 (seed 5: 0.996,
-    0.979, 0.984), but not on all: on seed 0, the one tested here, the atoms come out at 0.90,
-    0.88 and 0.83 with an objective of 0.229, far above that of the planted dictionaries
-    (about 0.12): a local minimum of the alternation (in the failures examined, the pursuit
-    spread each signal over 9–17 molecules where one was planted).
+    Without restarts and the clearing of near-duplicate molecules, 3 of these 10 seeds ended
+    in local minima (weakest atom 0.83–0.88, objective up to 0.23 against about 0.12 at the
+    planted dictionaries): learned atoms split between two partial copies of one planted
+    atom, and molecules that were single atoms, several of them shifted copies of each other.
     """
-    seed = 0
     generator = torch.Generator().manual_seed(seed)
     truth = planted_two_layer_model(generator)
     x, _ = mlcsc_signals(
@@ -87,7 +89,6 @@ def test_learning_recovers_the_planted_first_layer_atoms(single_thread):
     torch.manual_seed(seed + 1)  # the learner's random draws differ from the planted ones
     module = learner()
     module.initialize_from_data_(x, torch.Generator().manual_seed(seed + 1))
-    before = atom_recovery(planted, module.encoder.dictionaries[0].weight.detach())
     trainer = pl.Trainer(
         max_epochs=EPOCHS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
@@ -95,7 +96,4 @@ def test_learning_recovers_the_planted_first_layer_atoms(single_thread):
     data = torch.utils.data.TensorDataset(x)
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=len(x)))
     after = atom_recovery(planted, module.encoder.dictionaries[0].weight.detach())
-    # k-means centroids of the patches are blends of shifted atoms; training moves them to the
-    # planted ones
-    assert before.min() < 0.9
-    assert after.min() > 0.8 and after.mean() > 0.85, after.tolist()
+    assert after.min() > 0.9, after.tolist()

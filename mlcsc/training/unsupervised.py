@@ -125,10 +125,11 @@ class UnsupervisedMLCSCModule(EncoderTask):
         init_restarts: ``init="data"`` starts to try (``1``: one). Alternating minimisation
             ends in local minima that depend on the start; with several, each start is
             followed by ``init_restart_epochs`` passes of the alternation over the
-            ``init_samples`` signals (a pursuit per batch of up to 256, then
-            ``dictionary_steps`` steps of the configured optimizer at its initial learning
-            rate), and training continues from the one with the lowest objective on them —
-            the restarts of k-means (``n_init``), applied to dictionary learning.
+            ``init_samples`` signals, made as training makes them (a pursuit per batch of up
+            to 256, ``dictionary_steps`` steps of the configured optimizer at its initial
+            learning rate, the atom replacements after every pass), and training continues
+            from the one with the lowest objective on them — the restarts of k-means
+            (``n_init``), applied to dictionary learning.
         init_restart_epochs: passes of the alternation per start when ``init_restarts > 1``.
         dictionary_steps: optimizer steps on the dictionaries per pursuit: each training batch's
             codes are found once with the current dictionaries and held fixed for this many
@@ -359,22 +360,28 @@ class UnsupervisedMLCSCModule(EncoderTask):
         self.encoder.load_state_dict(best_state)
 
     def _alternate(self, x: Tensor, epochs: int, batch_size: int = 256) -> float:
-        """``epochs`` passes of the alternation over ``x`` (per batch: the pursuit, then
-        ``dictionary_steps`` projected steps of a fresh instance of the configured optimizer,
-        codes held fixed); returns the objective on ``x`` afterwards."""
+        """``epochs`` passes of the alternation over ``x`` as training makes them (per batch:
+        the pursuit, then ``dictionary_steps`` projected steps of a fresh instance of the
+        configured optimizer, codes held fixed; after every pass but the last, the atom
+        replacements of ``replace_rare`` / ``replace_coherent``); returns the objective on
+        ``x`` afterwards."""
         was_training = self.training
         self.train()
+        self._reset_usage()
         optimizer = lightning_optimizers(self.trainable_parameters(), self.optimizer_config)
-        for _ in range(epochs):
+        for epoch in range(epochs):
             for batch in x.split(batch_size):
-                with torch.no_grad():
-                    codes = self(batch)
+                codes = None  # the first step pursues (and counts the atoms' uses)
                 for _ in range(self.dictionary_steps):
                     optimizer.zero_grad()
                     with torch.enable_grad():
-                        self.objective(batch, codes)[0].backward()
+                        objective, _, codes, _ = self.objective(batch, codes)
+                        objective.backward()
                     optimizer.step()
                     self._project_()
+            if self._replaces and epoch < epochs - 1:
+                self._replace_rare_atoms()
+        self._reset_usage()
         optimizer.zero_grad(set_to_none=True)
         self.eval()  # the objective with converged step norms
         with torch.no_grad():
