@@ -341,6 +341,12 @@ class MLCSC(nn.Module):
             self._step_operators[key] = operators
         return self._step_operators[key]
 
+    def invalidate_lipschitz(self) -> None:
+        """Forget the step norms' state: the next forward pass estimates them to convergence,
+        in training mode too, where it would otherwise track them with one Lanczos step (which
+        assumes the dictionaries moved by a small step, not that they were replaced)."""
+        self._lipschitz_state = None
+
     @torch.no_grad()
     def refresh_lipschitz(self, input_size: Sequence[int], n_iter: int = 100) -> Tensor:
         """Estimate the norms of :meth:`step_operators` on inputs of ``input_size`` (warm-started

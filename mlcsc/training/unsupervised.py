@@ -349,8 +349,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
                 self.encoder, x, self.init_sparsity, generator, nonnegative=self.nonnegative
             )
             self._project_()
-            # new dictionaries: the step norms converge again (tracking assumes small moves)
-            self.encoder.refresh_lipschitz(x.shape[-2:])
+            self.encoder.invalidate_lipschitz()  # new dictionaries, not a small step
             if self.init_restarts == 1:
                 return
             value = self._alternate(x, self.init_restart_epochs)
@@ -534,7 +533,7 @@ class UnsupervisedMLCSCModule(EncoderTask):
                 self.nonnegative[depth],
             )  # fmt: skip
             self._project_()
-            self.encoder.refresh_lipschitz(signals.shape[-2:])  # new atoms: converge again
+            self.encoder.invalidate_lipschitz()  # new atoms, not a small step
         return len(rare)
 
     def on_train_epoch_end(self) -> None:

@@ -225,6 +225,19 @@ def test_weights_moved_in_evaluation_are_re_estimated_before_the_next_pass():
     _check_used_steps_are_stable(model, SIZE)
 
 
+def test_replaced_weights_in_training_are_re_estimated_after_invalidate_lipschitz():
+    torch.manual_seed(0)
+    model = MLCSC(1, SPECS, pursuit="ml_ista", n_iter=2, threshold_mode="soft").double().train()
+    x = torch.rand(2, 1, *SIZE, dtype=torch.float64)
+    model(x)
+    with torch.no_grad():  # new dictionaries, as a re-initialisation writes them
+        for dictionary in model.dictionaries:
+            dictionary.weight.copy_(3.0 * torch.randn_like(dictionary.weight))
+    model.invalidate_lipschitz()
+    model(x)  # training mode: estimated to convergence, not tracked by one Lanczos step
+    _check_used_steps_are_stable(model, SIZE)
+
+
 # ----------------------------------------------------------------------------- the projection
 
 
