@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcsc.functional.spectral import polyphase_filters
+
 __all__ = ["conv_analysis", "conv_synthesis", "conv_output_size", "conv_transpose_output_size"]
 
 
@@ -112,6 +114,14 @@ def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) 
         # one output position: the correlation is a matrix product (much faster on CPU)
         out = x.flatten(1) @ weight.flatten(1).t()
         return out.view(*out.shape, 1, 1)
+    if _polyphase(x, weight, stride):
+        # one strided input channel: a stride-1 convolution of its s² polyphase components
+        k = weight.shape[-1]
+        size = [conv_output_size(int(n), k, stride, padding) for n in x.shape[-2:]]
+        covered = [(n - 1) * stride + k for n in size]  # the signal rows the filters reach
+        x = F.pad(x, (padding, covered[1] - x.shape[-1] - padding,
+                      padding, covered[0] - x.shape[-2] - padding))  # fmt: skip
+        return F.conv2d(F.pixel_unshuffle(x, stride), polyphase_filters(weight, stride))
     if _thin(x, weight):
         # a thin filter bank without autograd: patches (unfold) times a matrix
         k = weight.shape[-1]
@@ -128,6 +138,26 @@ def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) 
 #: analysis 1.3 instead of 2.2 ms, synthesis 2.8 instead of 4.7 ms. With autograd the
 #: convolutions' own backward is faster, and wider layers are faster as convolutions.
 THIN_FILTER_WEIGHTS = 64
+
+
+def _polyphase(x: Tensor, weight: Tensor, stride: int) -> bool:
+    """A strided filter bank on one input channel whose kernel is a multiple of the stride.
+
+    ``conv2d`` with stride ``s`` on one channel equals a stride-1 ``conv2d`` of the ``s²``
+    polyphase components of the signal (``pixel_unshuffle``) with the ``k/s × k/s`` polyphase
+    components of the filters, and its adjoint a stride-1 ``conv_transpose2d`` followed by
+    ``pixel_shuffle``: the same products, summed in another order. Measured on the MNIST stack's
+    first layer (32@6×6 stride 2, batch 128, 2 CPU threads), forward and backward: analysis
+    3.5 instead of 15.0 ms, synthesis 6.1 instead of 18.3 ms, synthesis without autograd 1.0
+    instead of 5.6 ms. With three or more input channels the strided convolutions are faster.
+    """
+    return (
+        x.ndim == 4
+        and stride > 1
+        and weight.shape[1] == 1
+        and weight.shape[-2] == weight.shape[-1]
+        and weight.shape[-1] % stride == 0
+    )
 
 
 def _thin(x: Tensor, weight: Tensor) -> bool:
@@ -206,6 +236,14 @@ def conv_synthesis(
                 f"{tuple(codes.shape[-2:])} with kernel {tuple(kernel)}, stride {stride}, "
                 f"padding {padding}; expected each side within {expected}"
             )
+    if _polyphase(codes, weight, stride):
+        # the adjoint of the polyphase analysis: stride-1 transposed convolution, pixel_shuffle
+        phases = F.conv_transpose2d(codes, polyphase_filters(weight, stride))
+        covered = F.pixel_shuffle(phases, stride)  # the signal rows the filters reach
+        size = tuple(output_size) if output_size is not None else tuple(base)
+        rows, cols = covered.shape[-2:]
+        return F.pad(covered, (-padding, size[1] - cols + padding,
+                               -padding, size[0] - rows + padding))  # fmt: skip
     if _thin(codes, weight):
         # the adjoint of the unfolded analysis: a matrix product, then fold (col2im)
         columns = weight.flatten(1).t() @ codes.flatten(2)  # (B, c·k², H'·W')

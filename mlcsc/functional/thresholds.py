@@ -22,6 +22,7 @@ __all__ = [
     "hard_threshold",
     "soft_threshold",
     "soft_nonneg_threshold",
+    "soft_nonneg_threshold_",
     "threshold",
     "weighted_l1",
 ]
@@ -120,6 +121,21 @@ def soft_nonneg_threshold(z: Tensor, beta: Tensor | float) -> Tensor:
     """
     beta = _per_channel(beta, z)
     return torch.relu(z - beta)
+
+
+def soft_nonneg_threshold_(z: Tensor, beta: Tensor | float) -> Tensor:
+    """In-place :func:`soft_nonneg_threshold`: overwrites ``z`` with ``max(z − β, 0)`` and
+    returns it. Two passes over ``z`` and no temporary, for tensors autograd does not track
+    (the unrolled pursuits without gradients).
+
+    Examples:
+        >>> z = torch.tensor([[-2.0, 0.5], [2.0, 3.0]])
+        >>> out = soft_nonneg_threshold_(z, torch.tensor([1.0, 2.0]))
+        >>> out is z, z
+        (True, tensor([[0., 0.],
+                [1., 1.]]))
+    """
+    return z.sub_(_per_channel(beta, z)).clamp_min_(0)
 
 
 _OPERATORS = {

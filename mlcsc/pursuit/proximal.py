@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mlcsc.checks import check_int, check_number
-from mlcsc.functional import threshold, weighted_l1
+from mlcsc.functional import soft_nonneg_threshold_, threshold, weighted_l1
 from mlcsc.pursuit._validation import check_dictionary, check_nonnegative
 
 __all__ = ["proximal_gradient_step", "ista", "fista", "bp_objective"]
@@ -86,7 +86,15 @@ def proximal_gradient_step(
         residual = synthesized - y
     gradient = (analysis or dictionary).analyze(residual)  # shaped like codes
     scale = step if threshold_step is None else threshold_step
-    return threshold(codes - step * gradient, _scale(scale, lam), mode)
+    beta = _scale(scale, lam)
+    if isinstance(step, Tensor):
+        z = torch.addcmul(codes, gradient, step, value=-1)  # Γ − c·g in one pass
+    else:
+        z = torch.sub(codes, gradient, alpha=step)
+    if mode == "soft_nonneg" and not torch.is_grad_enabled():
+        # without autograd threshold in place: no temporaries on the largest tensors
+        return soft_nonneg_threshold_(z, beta)
+    return threshold(z, beta, mode)
 
 
 def _scale(step: Tensor | float, lam: Tensor | float) -> Tensor | float:

@@ -277,7 +277,7 @@ def test_single_position_convolutions_are_matrix_products_with_the_same_gradient
 
 @pytest.mark.parametrize(
     ("channels", "kernel", "stride", "padding", "size"),
-    [(1, 6, 2, 0, 28), (3, 4, 2, 1, 32), (1, 3, 1, 1, 9), (2, 3, 3, 0, 14)],
+    [(1, 5, 2, 0, 28), (3, 4, 2, 1, 32), (1, 3, 1, 1, 9), (2, 3, 3, 0, 14)],
 )
 def test_thin_filter_banks_without_autograd_are_unfolded_matrix_products(
     channels, kernel, stride, padding, size, monkeypatch
@@ -307,6 +307,57 @@ def test_thin_filter_banks_without_autograd_are_unfolded_matrix_products(
     assert folds  # the unfolded path ran
     conv_synthesis(codes.requires_grad_(), weight, stride, padding)
     assert len(folds) == 1  # with autograd: the convolution
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "size"),
+    [(6, 2, 0, (28, 28)), (4, 2, 1, (15, 12)), (6, 3, 2, (17, 20)), (2, 2, 0, (7, 6))],
+)
+def test_strided_single_channel_banks_are_polyphase_convolutions(
+    kernel, stride, padding, size, monkeypatch
+):
+    # one input channel and a kernel that is a multiple of the stride (the MNIST stack's first
+    # layer) run as a stride-1 convolution of the polyphase components: values and gradients
+    # of the strided convolutions, at every output size in the stride window
+    shuffles = []
+    unshuffle = torch.nn.functional.pixel_unshuffle
+    monkeypatch.setattr(
+        torch.nn.functional,
+        "pixel_unshuffle",
+        lambda *a, **k: shuffles.append(1) or unshuffle(*a, **k),
+    )
+    F = torch.nn.functional
+    weight = torch.randn(5, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 1, *size, dtype=torch.float64, requires_grad=True)
+    codes = conv_analysis(x, weight, stride, padding)
+    assert shuffles  # the polyphase path ran
+    want = F.conv2d(x, weight, stride=stride, padding=padding)
+    torch.testing.assert_close(codes, want, rtol=1e-12, atol=1e-12)
+    probe = torch.randn_like(want)
+    got = torch.autograd.grad((codes * probe).sum(), (x, weight))
+    expected = torch.autograd.grad((want * probe).sum(), (x, weight))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    gamma = torch.randn_like(want).requires_grad_()
+    smallest = [(n - 1) * stride - 2 * padding + kernel for n in want.shape[-2:]]
+    for extra in range(stride):
+        out = (smallest[0] + extra, smallest[1] + stride - 1 - extra)
+        signal = conv_synthesis(gamma, weight, stride, padding, output_size=out)
+        plain = F.conv_transpose2d(
+            gamma, weight, stride=stride, padding=padding,
+            output_padding=(extra, stride - 1 - extra),
+        )  # fmt: skip
+        torch.testing.assert_close(signal, plain, rtol=1e-12, atol=1e-12)
+        probe = torch.randn_like(plain)
+        got = torch.autograd.grad((signal * probe).sum(), (gamma, weight))
+        expected = torch.autograd.grad((plain * probe).sum(), (gamma, weight))
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    small = torch.randn(2, 1, 9, 8, dtype=torch.float64, requires_grad=True)
+    bank = torch.randn(3, 1, 2 * stride, 2 * stride, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, w: conv_analysis(v, w, stride, 1), (small, bank))
+    code = conv_analysis(small, bank, stride, 1).detach().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda c, w: conv_synthesis(c, w, stride, 1, output_size=(9, 8)), (code, bank)
+    )
 
 
 def test_conv_synthesis_default_size_is_smallest_consistent_size():
