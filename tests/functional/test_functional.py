@@ -279,11 +279,12 @@ def test_single_position_convolutions_are_matrix_products_with_the_same_gradient
     ("channels", "kernel", "stride", "padding", "size"),
     [(1, 5, 2, 0, 28), (3, 4, 2, 1, 32), (1, 3, 1, 1, 9), (2, 3, 3, 0, 14)],
 )
-def test_thin_filter_banks_without_autograd_are_unfolded_matrix_products(
+def test_thin_filter_banks_without_autograd_synthesise_by_fold(
     channels, kernel, stride, padding, size, monkeypatch
 ):
-    # without autograd a bank of ≤ 64 weights per filter runs as unfold/fold + a matrix
-    # product: the same numbers as the convolutions, at every output size in the stride window
+    # without autograd a bank of ≤ 64 weights per filter synthesises as a matrix product and
+    # fold: the same numbers as the transposed convolution, at every output size in the stride
+    # window
     weight = torch.randn(8, channels, kernel, kernel, dtype=torch.float64)
     x = torch.randn(3, channels, size, size, dtype=torch.float64)
     with torch.no_grad():
