@@ -130,7 +130,7 @@ def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) 
 #: ``conv_transpose2d`` is the slower kernel on CPU. Measured without autograd, batch 128,
 #: 2 CPU threads: CIFAR's first layer (32@4×4/2, padding 1) 3.3 instead of 5.5 ms, 32@5×5/2 on
 #: MNIST 1.2 instead of 3.7 ms. Analysis stays ``conv2d``, which was 3–6× faster than the
-#: unfolded product on the same layers; with autograd both stay convolutions.
+#: unfolded product on the same layers; with autograd both stay convolutions. CPU only.
 THIN_FILTER_WEIGHTS = 64
 
 
@@ -144,9 +144,11 @@ def _polyphase(x: Tensor, weight: Tensor, stride: int) -> bool:
     first layer (32@6×6 stride 2, batch 128, 2 CPU threads), forward and backward: analysis
     3.5 instead of 15.0 ms, synthesis 6.1 instead of 18.3 ms, synthesis without autograd 1.0
     instead of 5.6 ms. With three or more input channels the strided convolutions are faster.
+    CPU only: accelerators keep their libraries' strided kernels (not measured there).
     """
     return (
         x.ndim == 4
+        and x.device.type == "cpu"
         and stride > 1
         and weight.shape[1] == 1
         and weight.shape[-2] == weight.shape[-1]
@@ -157,6 +159,7 @@ def _polyphase(x: Tensor, weight: Tensor, stride: int) -> bool:
 def _thin(x: Tensor, weight: Tensor) -> bool:
     return (
         x.ndim == 4
+        and x.device.type == "cpu"
         and weight.shape[-2] == weight.shape[-1]
         and weight[0].numel() <= THIN_FILTER_WEIGHTS
         and not torch.is_grad_enabled()
