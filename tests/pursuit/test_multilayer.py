@@ -225,3 +225,18 @@ def test_ml_ista_with_thresholds_on_every_layer_follows_its_equations():
     for got, want in zip(codes, gammas, strict=True):
         torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
     assert (codes[0] == 0).any() and (codes[0] > 0).any()
+
+
+@pytest.mark.parametrize("parametrization", ["normalized", "reference"])
+@pytest.mark.parametrize("pursuit", ["ml_ista", "ml_fista", "layered_bp", "ml_lista"])
+def test_pursuits_without_autograd_give_the_codes_of_the_recorded_pass(pursuit, parametrization):
+    # without autograd the steps threshold in place and thin banks synthesise by fold: the
+    # same codes as the pass autograd records
+    model = make_model(pursuit, n_iter=4, parametrization=parametrization).eval()
+    x = torch.rand(3, 2, *SIZE, dtype=torch.float64)
+    recorded = model(x, return_all=True)
+    with torch.no_grad():
+        plain = model(x, return_all=True)
+    for a, b in zip(recorded, plain, strict=True):
+        assert relative(b, a.detach()) < 1e-12
+    assert not plain[-1].requires_grad and recorded[-1].requires_grad
