@@ -10,13 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mlcsc.checks import check_int
 from mlcsc.data.base import (
     ImageDataModule,
     ImageTensorDataset,
+    Transform,
     check_size,
     config_errors,
     split_counts,
 )
+from mlcsc.data.torchvision_data import random_translation
 
 __all__ = ["MNIST5kDataModule"]
 
@@ -67,6 +70,9 @@ class MNIST5kDataModule(ImageDataModule):
         test_size: Test images: a count, or a fraction in (0, 1) of the 5,000.
         seed: Seed of the split, >= 0.
         normalize: Normalise with MNIST's mean 0.1307 and std 0.3081 (else pixels in [0, 1]).
+        shift: Augment the training split (only) by translating each digit, every time it is
+            fetched, by up to this many pixels in each direction (uniform, the uncovered border
+            black; :class:`RandomCropFlip` without the flip); 0 serves the digits as they are.
 
     Raises:
         ConfigError: For a bad argument value, or split sizes that leave no training images.
@@ -104,6 +110,7 @@ class MNIST5kDataModule(ImageDataModule):
         test_size: int | float = 500,
         seed: int = 0,
         normalize: bool = True,
+        shift: int = 0,
     ) -> None:
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, seed=seed, normalize=normalize
@@ -111,10 +118,15 @@ class MNIST5kDataModule(ImageDataModule):
         with config_errors():
             self.val_size = check_size("val_size", val_size)
             self.test_size = check_size("test_size", test_size)
+            self.shift = check_int("shift", shift, 0, 13)
         sizes = {"val_size": self.val_size, "test_size": self.test_size}
         self._num_val, self._num_test = split_counts(sizes, NUM_IMAGES, "mnist5k digits")
 
     def _load_splits(self) -> tuple[ImageTensorDataset, ImageTensorDataset, ImageTensorDataset]:
         images, labels = _load_mnist5k()  # (5000, 1, 28, 28) uint8, (5000,) int64
-        train, val, test = self._split_off(images, labels, (self._num_val, self._num_test))
+        counts = (self._num_val, self._num_test)
+        train, val, test = self._split_off(images, labels, counts, self._train_transform())
         return train, val, test
+
+    def _train_transform(self) -> Transform | None:
+        return random_translation(self.shift, self.black_value())

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torchvision import datasets
 
-from mlcsc.checks import check_flag
+from mlcsc.checks import check_flag, check_int
 from mlcsc.data.base import (
     ImageDataModule,
     ImageTensorDataset,
@@ -107,6 +107,13 @@ class RandomCropFlip:
         if torch.rand(()).item() < self.flip_prob:
             out = out.flip(-1)
         return out
+
+
+def random_translation(shift: int, fill: Tensor) -> RandomCropFlip | None:
+    """The augmentation of the digit modules' ``shift`` argument: each image translated by up
+    to ``shift`` pixels in each direction, the uncovered border ``fill`` (C,), never flipped;
+    None for ``shift == 0``."""
+    return RandomCropFlip(padding=shift, fill=fill, flip_prob=0.0) if shift else None
 
 
 class _UncheckedCIFAR10(datasets.CIFAR10):
@@ -265,9 +272,27 @@ class _MNISTLikeDataModule(_TorchvisionDataModule):
     num_classes = 10
     _files = _MNIST_FILES
 
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = "data",
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_size: int | float = 5000,
+        seed: int = 0,
+        normalize: bool = True,
+        shift: int = 0,
+    ) -> None:
+        super().__init__(root, download, batch_size, num_workers, val_size, seed, normalize)
+        with config_errors():
+            self.shift = check_int("shift", shift, 0, 13)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._subfolder = os.path.join(cls._vision_class.__name__, "raw")
+
+    def _train_transform(self) -> Transform | None:
+        return random_translation(self.shift, self.black_value())
 
     def _raw_images(self, dataset: Any) -> Tensor:
         return torch.as_tensor(dataset.data, dtype=torch.uint8).unsqueeze(1)  # (N, 1, 28, 28)
@@ -291,6 +316,9 @@ class MNISTDataModule(_MNISTLikeDataModule):
         val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
         seed: Seed of the validation split, >= 0.
         normalize: Normalise with mean 0.1307 and std 0.3081 (else pixels in [0, 1]).
+        shift: Augment the training split (only) by translating each image, every time it is
+            fetched, by up to this many pixels in each direction (uniform, the uncovered border
+            black; :class:`RandomCropFlip` without the flip); 0 serves the images as they are.
 
     Raises:
         ConfigError: For a bad argument value.
@@ -347,6 +375,9 @@ class FashionMNISTDataModule(_MNISTLikeDataModule):
         val_size: Validation images taken from the training set: a count or a fraction in (0, 1).
         seed: Seed of the validation split, >= 0.
         normalize: Normalise with mean 0.2860 and std 0.3530 (else pixels in [0, 1]).
+        shift: Augment the training split (only) by translating each image, every time it is
+            fetched, by up to this many pixels in each direction (uniform, the uncovered border
+            black; :class:`RandomCropFlip` without the flip); 0 serves the images as they are.
 
     Raises:
         ConfigError: For a bad argument value.

@@ -52,8 +52,11 @@ def as_pixels(module: ImageDataModule, images: torch.Tensor) -> torch.Tensor:
     return (module.unnormalize(images) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
-def crop_flip_candidates(image: torch.Tensor, padding: int, fill: torch.Tensor) -> list:
-    """All crops of ``image`` (C, H, W) padded with ``fill`` (C,), with and without a flip."""
+def crop_flip_candidates(
+    image: torch.Tensor, padding: int, fill: torch.Tensor, flips: bool = True
+) -> list:
+    """All crops of ``image`` (C, H, W) padded with ``fill`` (C,), with and (if ``flips``)
+    without a flip."""
     _, height, width = image.shape
     fill = fill.view(-1, 1, 1)
     padded = torch.nn.functional.pad(image - fill, [padding] * 4) + fill  # (C, H+2p, W+2p)
@@ -61,7 +64,7 @@ def crop_flip_candidates(image: torch.Tensor, padding: int, fill: torch.Tensor) 
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
             crop = padded[:, top : top + height, left : left + width]
-            out += [crop, crop.flip(-1)]
+            out += [crop, crop.flip(-1)] if flips else [crop]
     return out
 
 
@@ -141,6 +144,34 @@ def test_mnist5k_split_is_reproducible_and_ignores_the_global_rng(mnist5k):
     assert not torch.equal(other_seed.val_dataset.images, mnist5k.val_dataset.images)
 
 
+def assert_translates_the_training_split_only(module, plain, shift: int, mean: float, std: float):
+    """``module`` (set up with ``shift``) serves ``plain``'s (set up without) stored images: its
+    training images translated by at most ``shift`` pixels (black border), the others as they
+    are."""
+    train = module.train_dataset
+    assert torch.equal(train.images, plain.train_dataset.images)  # the same stored images
+    torch.manual_seed(0)
+    count = min(40, len(train))
+    samples = [train[i][0] for i in range(count)]
+    # 1 draw in (2·shift + 1)² is the identity: most samples move
+    assert sum(not torch.equal(sample, train.images[i]) for i, sample in enumerate(samples)) > (
+        count * 3 // 4
+    )
+    fill = torch.tensor([-mean / std])  # black, normalised
+    for i in range(5):
+        translations = crop_flip_candidates(train.images[i], padding=shift, fill=fill, flips=False)
+        assert matches_a_candidate(samples[i], translations)
+    for split in ("val_dataset", "test_dataset"):
+        dataset, stored = getattr(module, split), getattr(plain, split).images
+        assert all(torch.equal(dataset[i][0], stored[i]) for i in range(len(dataset)))
+
+
+def test_mnist5k_shift_translates_the_training_digits_only(mnist5k):
+    module = MNIST5kDataModule(batch_size=64, shift=2)
+    module.setup()
+    assert_translates_the_training_split_only(module, mnist5k, 2, 0.1307, 0.3081)
+
+
 def test_mnist5k_splits_are_disjoint_and_cover_all_5000_digits(mnist5k_raw):
     keys = {}
     for split in ("train", "val", "test"):
@@ -199,6 +230,18 @@ def test_mnist_like_module_reads_the_idx_files_written(tmp_path, module_class, f
     module.setup("fit")
     assert split_lengths(module) == (30, 10, 20)
     assert_module_serves_the_files(module, written, mean, std, batch_size=8)
+
+
+@pytest.mark.parametrize(("module_class", "folder", "mean", "std"), MNIST_LIKE)
+def test_mnist_like_shift_translates_the_training_images_only(
+    tmp_path, module_class, folder, mean, std
+):
+    write_idx_files(tmp_path / folder / "raw", num_train=60, num_test=20, seed=0)
+    plain, shifted = (module_class(root=tmp_path, val_size=10, shift=s) for s in (0, 1))
+    for module in (plain, shifted):
+        module.setup()
+    assert plain.train_dataset.transform is None
+    assert_translates_the_training_split_only(shifted, plain, 1, mean, std)
 
 
 def test_mnist_validation_split_is_seeded_stratified_and_leaves_training_images(tmp_path):
@@ -371,8 +414,10 @@ def test_hydra_instantiate_builds_the_module_named_after_its_config(tmp_path, na
         ("mnist5k", {"val_size": True}, "val_size", "True"),
         ("mnist5k", {"test_size": 0.0}, "test_size", "0.0"),
         ("mnist5k", {"seed": -2}, "seed", "-2"),
+        ("mnist5k", {"shift": 14}, "shift", "14"),
         ("mnist", {"val_size": -3}, "val_size", "-3"),
         ("mnist", {"normalize": "yes"}, "normalize", "'yes'"),
+        ("fashion_mnist", {"shift": 1.5}, "shift", "1.5"),
         ("fashion_mnist", {"download": 1}, "download", "1"),
         ("cifar10", {"augment": None}, "augment", "None"),
         ("cifar10", {"verify_checksums": "no"}, "verify_checksums", "'no'"),
