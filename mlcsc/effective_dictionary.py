@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mlcsc.dictionary import Dictionary
+from mlcsc.dictionary import ConvDictionary, Dictionary
+from mlcsc.functional.conv import conv_synthesis
 
 __all__ = ["EffectiveDictionary"]
 
@@ -95,10 +96,23 @@ class EffectiveDictionary(Dictionary):
         return self.sizes[0]
 
     def atom_norms(self) -> Tensor:
-        """Norms of the molecules (one synthesis of a unit code per atom at the origin)."""
+        """Norms of the molecules, the atoms of ``D₁⋯D_K`` as whole images.
+
+        A unit code per deepest atom synthesised through every layer without cropping (the
+        layers' padding ignored), as ``ConvDictionary.atom_norms`` measures whole filters: a
+        molecule at the border of the signal, where padding crops it, is the same atom. Stacks
+        with a dense layer measure the synthesis of a unit code at the first code position.
+        """
+        weight = self.weight
+        if all(isinstance(d, ConvDictionary) for d in self.dictionaries):
+            molecules = torch.eye(self.num_atoms, dtype=weight.dtype, device=weight.device)
+            molecules = molecules.view(self.num_atoms, self.num_atoms, 1, 1)  # one atom each
+            for dictionary in reversed(self.dictionaries):
+                molecules = conv_synthesis(molecules, dictionary.weight, dictionary.stride)
+            return molecules.flatten(1).norm(dim=1)
         size = self.code_size()
         shape = (self.num_atoms, self.num_atoms, *(size if size is not None else ()))
-        units = torch.zeros(shape, dtype=self.weight.dtype, device=self.weight.device)
+        units = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
         index = torch.arange(self.num_atoms)
         if size is None:
             units[index, index] = 1

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mlcsc import ConvDictionary, DenseDictionary
+from mlcsc.effective_dictionary import EffectiveDictionary
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -157,6 +158,26 @@ def test_dense_normalize_gives_unit_norm_columns_and_keeps_zero_atoms():
 def test_conv_dictionary_initial_atoms_have_unit_norm():
     dictionary = ConvDictionary(2, 6, 5)
     torch.testing.assert_close(dictionary.atom_norms(), torch.ones(6))
+
+
+def test_molecule_norms_are_those_of_whole_molecules_not_of_ones_cropped_at_the_border():
+    torch.manual_seed(0)
+    first = ConvDictionary(1, 4, 3, padding=1).double()
+    second = ConvDictionary(4, 6, 3, stride=2, padding=1).double()
+    # one layer: the atoms themselves (at code position (0, 0) padding crops 5 of their 9 taps)
+    single = EffectiveDictionary([first], [(9, 9)])
+    torch.testing.assert_close(single.atom_norms(), first.atom_norms())
+    # two layers: the columns of D₁D₂ at the centre of the 5×5 code grid, which nothing crops
+    stack = EffectiveDictionary([first, second], [(9, 9), (9, 9)])
+    assert stack.code_size() == (5, 5)
+    columns = stack.matrix().view(81, 6, 5, 5)[:, :, 2, 2]  # (pixels, atoms)
+    torch.testing.assert_close(stack.atom_norms(), columns.norm(dim=0).detach())
+    corner = stack.matrix().view(81, 6, 5, 5)[:, :, 0, 0].norm(dim=0)
+    assert (corner < stack.atom_norms() - 1e-3).all()  # cropped at the border
+    # a dense stack: the norms of the product's columns
+    outer, inner = torch.randn(7, 5, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    chain = EffectiveDictionary([DenseDictionary(outer), DenseDictionary(inner)], [None, None])
+    torch.testing.assert_close(chain.atom_norms(), (outer @ inner).norm(dim=0))
 
 
 def test_conv_dictionary_attributes_and_weight_shape():
