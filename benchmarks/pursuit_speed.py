@@ -170,6 +170,31 @@ def counted_macs(module: nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops() / 2 / len(x)
 
 
+def counted_flops(call: Callable[[], object]) -> float:
+    """Floating-point operations torch's ``FlopCounterMode`` counts in one call (convolutions,
+    their backward, matrix products; a multiply-add is two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        call()
+    return float(counter.get_total_flops())
+
+
+def matmul_rate(settings: Settings, size: int | None = None) -> float:
+    """FLOP/s of a square float32 matrix product on the device at the run's threads: the rate
+    the machine's BLAS reaches on the most favourable dense kernel there is, against which
+    every model's rate is read (median of ``max(settings.repeats, 5)`` calls)."""
+    size = size or (8192 if settings.device.type == "cuda" else 1024)
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(settings.device) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    seconds = statistics.median(
+        once(lambda: a @ b, settings.device) for _ in range(max(settings.repeats, 5))
+    )
+    return 2 * size**3 / seconds
+
+
 # ------------------------------------------------------------------------------- timing
 
 
@@ -185,6 +210,7 @@ class Settings:
     compile: bool
     features: bool
     check_input: bool
+    matmul_flops: float | None = None  # FLOP/s of matmul_rate, measured at the start
 
 
 def _sync(device: torch.device) -> None:
@@ -309,6 +335,8 @@ class Row:
     memory: dict[str, float] = field(default_factory=dict)
     macs: float | None = None  # analytical, per sample, encoder only
     counted: float | None = None  # FlopCounterMode, per sample, encoder only
+    train_flops: float | None = None  # FlopCounterMode, one whole training step (the batch)
+    infer_flops: float | None = None  # FlopCounterMode, one whole inference call (the batch)
     note: str = ""
     amp: str = "fp32"
     device: str = "cpu"
@@ -345,7 +373,17 @@ def _batch(arch: Architecture, settings: Settings) -> tuple[torch.Tensor, torch.
     return x, y
 
 
+def _count(row: Row, runner: Runner) -> None:
+    """The FLOPs of one training step and one inference call of the whole model (after the
+    warm-up, so once-only work such as converging the step norms is not in them)."""
+    runner.warm("train")
+    row.train_flops = counted_flops(runner.train_step)
+    runner.warm("infer")
+    row.infer_flops = counted_flops(runner.infer)
+
+
 def _measure_alone(row: Row, runner: Runner, settings: Settings, notes: list[str]) -> None:
+    _count(row, runner)
     runner.warm("train")
     row.memory = runner.memory()
     row.train = statistics.median(
@@ -487,6 +525,7 @@ def _paired(
         "published": Runner(PublishedNetwork(reference, name), settings, x, y),
         "reuse": Runner(PublishedNetwork(reference, name, reuse=True), settings, x, y),
     }
+    _count(row, runner)
     runner.warm("train")
     row.memory = runner.memory()
     for mode in ("train", "infer"):
@@ -503,6 +542,7 @@ def _paired(
         other = runners[form]
         published.train = statistics.median(pairs[-2].times[form])
         published.infer = statistics.median(pairs[-1].times[form])
+        _count(published, other)
         other.warm("train")
         published.memory = other.memory()
         _measure_compiled(published, other, settings, notes)
@@ -612,6 +652,54 @@ def print_arch(arch: Architecture, rows: list[Row], pairs: list[Pair], settings:
             "mlcsc / published",
             "reuse / published",
             "mlcsc / reuse",
+        ],
+        body,
+    )
+
+
+def _gflops(flops: float | None, seconds: float | None) -> str:
+    return "-" if not flops or not seconds else f"{flops / seconds / 1e9:.1f}"
+
+
+def _share(flops: float | None, seconds: float | None, rate: float | None) -> str:
+    return "-" if not flops or not seconds or not rate else f"{flops / seconds / rate:.0%}"
+
+
+def print_rates(arch: Architecture, rows: list[Row], settings: Settings) -> None:
+    """How far each model is from the arithmetic limit: the FLOPs FlopCounterMode counts in
+    one call of the whole model, the rate they ran at, and that rate against the matrix
+    product's (a model at 100 % would need a faster kernel library, not less overhead)."""
+    rate = settings.matmul_flops
+    body = [
+        [
+            row.name,
+            row.parametrization,
+            "-" if row.train_flops is None else f"{row.train_flops / 1e9:.2f}",
+            _gflops(row.train_flops, row.train),
+            _share(row.train_flops, row.train, rate),
+            "-" if row.infer_flops is None else f"{row.infer_flops / 1e9:.2f}",
+            _gflops(row.infer_flops, row.infer),
+            _share(row.infer_flops, row.infer, rate),
+        ]
+        for row in rows
+        if row.train_flops is not None
+    ]
+    table(
+        f"{arch.name}: arithmetic rate. GFLOP: what FlopCounterMode counts in one call of the "
+        "whole model (convolutions, their backward, matrix products; batch "
+        f"{settings.batch}); GFLOP/s: that over the median time above; % matmul: that rate over "
+        "a float32 matrix product's on the same device and threads ("
+        + ("-" if rate is None else f"{rate / 1e9:.1f} GFLOP/s")
+        + ")",
+        [
+            "pursuit",
+            "parametrization",
+            "train GFLOP",
+            "train GFLOP/s",
+            "% matmul",
+            "infer GFLOP",
+            "infer GFLOP/s",
+            "% matmul",
         ],
         body,
     )
@@ -924,8 +1012,18 @@ def main(argv: list[str] | None = None) -> None:
                 f"\n{name}: published network == MLCSC(parametrization='reference') checked "
                 "(float32, CPU, relative error < 1e-5)"
             )
+        before = matmul_rate(settings)
         rows, pairs = bench_arch(arch, settings, args, notes)
+        after = matmul_rate(settings)
+        # the attainable rate: a shared or throttled machine can lose it for a while
+        settings.matmul_flops = max(before, after)
+        notes.append(
+            f"{name}: float32 matrix product ({'8192²' if device.type == 'cuda' else '1024²'}) "
+            f"before the models {before / 1e9:.1f} GFLOP/s, after them {after / 1e9:.1f} "
+            "GFLOP/s; the rate table reads the higher"
+        )
         print_arch(arch, rows, pairs, settings)
+        print_rates(arch, rows, settings)
         print_flops(arch, settings)
         records += [_record(row) for row in rows]
         save()
