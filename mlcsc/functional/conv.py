@@ -112,7 +112,8 @@ def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) 
     """
     if padding == 0 and x.ndim == 4 and x.shape[-2:] == weight.shape[-2:]:
         # one output position: the correlation is a matrix product (much faster on CPU)
-        out = x.flatten(1) @ weight.flatten(1).t()
+        last = _channels_last(weight)
+        out = _rows(x, last) @ _rows(weight, last).t()
         return out.view(*out.shape, 1, 1)
     if _polyphase(x, weight, stride):
         # one strided input channel: a stride-1 convolution of its s² polyphase components
@@ -123,6 +124,23 @@ def conv_analysis(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0) 
                       padding, covered[0] - x.shape[-2] - padding))  # fmt: skip
         return F.conv2d(F.pixel_unshuffle(x, stride), polyphase_filters(weight, stride))
     return F.conv2d(x, weight, stride=stride, padding=padding)
+
+
+def _channels_last(weight: Tensor) -> bool:
+    """Filters stored channels-last (``(m, k, k, c)`` in memory), and not also plainly."""
+    return (
+        weight.ndim == 4
+        and not weight.is_contiguous()
+        and weight.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def _rows(t: Tensor, channels_last: bool) -> Tensor:
+    """``(N, c, h, w)`` as ``N`` rows of ``c·h·w`` entries, in the ``(h, w, c)`` order of the
+    channels-last layout when ``channels_last``: a view of a channels-last tensor, where the
+    ``(c, h, w)`` order would copy it on every call. Both operands of a product must use the
+    same order; the inner products do not depend on which."""
+    return (t.permute(0, 2, 3, 1) if channels_last else t).reshape(t.shape[0], -1)
 
 
 #: a filter bank with at most this many weights per filter (``c·k²``: one or three input
@@ -217,7 +235,11 @@ def conv_synthesis(
     single = codes.ndim == 4 and codes.shape[-2:] == (1, 1) and padding == 0
     if single and (output_size is None or tuple(int(n) for n in output_size) == kernel):
         # one code position: a copy of each filter scaled by its code, a matrix product
-        out = codes.flatten(1) @ weight.flatten(1)
+        last = _channels_last(weight)
+        out = codes.flatten(1) @ _rows(weight, last)
+        if last:  # the rows are (k, k, c): a channels-last signal, as the filters
+            m, c, kh, kw = weight.shape
+            return out.view(codes.shape[0], kh, kw, c).permute(0, 3, 1, 2)
         return out.view(codes.shape[0], *weight.shape[1:])
     output_padding: tuple[int, int] | int = 0
     base = [

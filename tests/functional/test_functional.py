@@ -247,12 +247,19 @@ def test_conv_synthesis_is_adjoint_of_conv_analysis():
     assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("stride", [1, 3])
-def test_single_position_convolutions_are_matrix_products_with_the_same_gradients(stride):
+def test_single_position_convolutions_are_matrix_products_with_the_same_gradients(
+    stride, channels_last
+):
     # a code of spatial size 1×1 (the last layer of the MNIST stack) takes the matrix-product
-    # path; it must be the convolution itself, values and gradients, and stay its adjoint
-    weight = torch.randn(6, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    # path; it must be the convolution itself, values and gradients, and stay its adjoint —
+    # also for filters and signals stored channels-last, whose rows it reads in (h, w, c) order
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    weight = torch.randn(6, 3, 4, 4, dtype=torch.float64).to(memory_format=layout)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64).to(memory_format=layout)
+    weight.requires_grad_()
+    x.requires_grad_()
     codes = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
     inputs = (x, codes, weight)
     fast = [conv_analysis(x, weight, stride), conv_synthesis(codes, weight, stride)]
@@ -270,7 +277,9 @@ def test_single_position_convolutions_are_matrix_products_with_the_same_gradient
             assert (g is None) == (w is None)
             if w is not None:
                 torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
-    assert conv_synthesis(codes, weight, stride, output_size=(4, 4)).shape == (5, 3, 4, 4)
+    signal = conv_synthesis(codes, weight, stride, output_size=(4, 4))
+    assert signal.shape == (5, 3, 4, 4)
+    assert signal.is_contiguous(memory_format=layout)  # the layout of the filters
     assert torch.autograd.gradcheck(lambda c, w: conv_synthesis(c, w, stride), (codes, weight))
     assert torch.autograd.gradcheck(lambda v, w: conv_analysis(v, w, stride), (x, weight))
 
